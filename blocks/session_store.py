@@ -1,0 +1,43 @@
+"""A Redis that holds conversation history (the session store of one region)."""
+
+from __future__ import annotations
+
+import redis
+from pydantic import Field, SecretStr, field_validator
+
+from prefect.blocks.core import Block
+
+
+class SessionStore(Block):
+    """Where to reach a region's session store; the password is a SecretStr, never in the URL."""
+
+    _block_type_name = "Session Store"
+    _block_type_slug = "session-store"
+    _description = "A Redis session store: URL (redis:// or rediss://, no password), username, password."
+    _logo_url = "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"  # noqa: E501
+
+    url: str = Field(description="redis://host:port/db or rediss://… (put the password in its own field).")
+    username: str | None = Field(default=None, description="ACL user name, if any.")
+    password: SecretStr | None = Field(default=None, description="Password (or ACL user's password).")
+    socket_timeout_s: float = Field(default=2.0, gt=0, description="Seconds per command and per connect.")
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url_without_password(cls, value: str) -> str:
+        scheme, _, rest = value.partition("://")
+        if scheme not in {"redis", "rediss"} or not rest:
+            raise ValueError(f"url {value!r} is not a redis:// or rediss:// URL")
+        userinfo = rest.split("/", 1)[0].rpartition("@")[0]
+        if ":" in userinfo:
+            raise ValueError("url carries a password; put it in the password field so it stays secret")
+        return value
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(
+            self.url,
+            username=self.username,
+            password=self.password.get_secret_value() if self.password else None,
+            socket_timeout=self.socket_timeout_s,
+            socket_connect_timeout=self.socket_timeout_s,
+            decode_responses=True,
+        )

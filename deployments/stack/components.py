@@ -1,0 +1,131 @@
+"""The processes that make up the local platform, derived from the settings.
+
+Each component says how to start it, which ports it binds, which external program it needs,
+and how to tell that it is ready. The launcher knows nothing else about them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deployments.settings import PlatformSettings, RegionSettings
+from deployments.stack.haproxy_config import render_haproxy_config
+from deployments.stack.model_file import smollm2_gguf_path
+from deployments.stack.readiness import Readiness, haproxy_admin, http_ok, prefect_worker_online, redis_ping
+from deployments.stack.redis_config import render_redis_config
+
+WORKER_NAME = "llm-resilience-worker-1"
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    argv: list[str]
+    url: str
+    ports: tuple[int, ...]
+    ready: Callable[[], Readiness]
+    binary: str | None = None  # external program it needs, and the Debian package that has it
+    package: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    config_files: dict[Path, str] = field(default_factory=dict)
+    dirs: tuple[Path, ...] = ()  # created before start
+    depends_on: tuple[str, ...] = ()
+
+
+def _venv_bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def build_components(settings: PlatformSettings) -> list[Component]:
+    """All components in start order (stop order is the reverse)."""
+    host = settings.host
+    prefect_env = settings.prefect_env()
+    comps: list[Component] = [
+        Component(
+            name="prefect-server",
+            argv=[_venv_bin("prefect"), "server", "start", "--host", host, "--port", str(settings.prefect_port)],
+            url=settings.prefect_ui_url,
+            ports=(settings.prefect_port,),
+            ready=lambda: http_ok(f"{settings.prefect_api_url}/health"),
+            env=prefect_env,
+        ),
+    ]
+    for region in settings.regions:
+        comps.append(_s3(settings, region))
+    for region in settings.regions:
+        replica_of = settings.region_a if region is settings.region_b else None
+        comps.append(_redis(settings, region, replica_of))
+    model = str(smollm2_gguf_path())
+    for region in settings.regions:
+        comps.append(_llm(settings, region, model))
+    haproxy_cfg = settings.config_dir / "haproxy.cfg"
+    comps.append(
+        Component(
+            name="gateway",
+            argv=["haproxy", "-db", "-f", str(haproxy_cfg)],
+            url=settings.gateway_url,
+            ports=(settings.gateway_port,),
+            ready=lambda: haproxy_admin(settings.haproxy_socket),
+            binary="haproxy",
+            package="haproxy",
+            config_files={haproxy_cfg: render_haproxy_config(settings)},
+        )
+    )
+    comps.append(
+        Component(
+            name="prefect-worker",
+            argv=[
+                _venv_bin("prefect"), "worker", "start", "--pool", settings.work_pool, "--type", "process",
+                "--name", WORKER_NAME,
+            ],
+            url=f"{settings.prefect_ui_url}/work-pools/work-pool/{settings.work_pool}",
+            ports=(),
+            ready=lambda: prefect_worker_online(settings.prefect_api_url, settings.work_pool, WORKER_NAME),
+            env=prefect_env,
+            depends_on=("prefect-server",),
+        )
+    )
+    return comps
+
+
+def _s3(settings: PlatformSettings, region: RegionSettings) -> Component:
+    return Component(
+        name=f"s3-{region.name}",
+        argv=[sys.executable, "-m", "moto.server", "-H", settings.host, "-p", str(region.s3_port)],
+        url=settings.url(region.s3_port),
+        ports=(region.s3_port,),
+        ready=lambda: http_ok(settings.url(region.s3_port, "/moto-api/data.json")),
+    )
+
+
+def _redis(settings: PlatformSettings, region: RegionSettings, replica_of: RegionSettings | None) -> Component:
+    conf = settings.config_dir / f"redis-{region.name}.conf"
+    data_dir = settings.data_dir / f"redis-{region.name}"
+    return Component(
+        name=f"redis-{region.name}",
+        argv=["redis-server", str(conf)],
+        url=f"redis://{settings.host}:{region.redis_port}/0",
+        ports=(region.redis_port,),
+        ready=lambda: redis_ping(settings.host, region.redis_port),
+        binary="redis-server",
+        package="redis-server",
+        config_files={conf: render_redis_config(region, host=settings.host, data_dir=data_dir, replica_of=replica_of)},
+        dirs=(data_dir,),
+    )
+
+
+def _llm(settings: PlatformSettings, region: RegionSettings, model: str) -> Component:
+    return Component(
+        name=f"llm-{region.name}",
+        argv=[
+            sys.executable, "-m", "llama_cpp.server", "--model", model, "--model_alias", settings.llm_model_alias,
+            "--host", settings.host, "--port", str(region.llm_port), "--n_ctx", str(settings.llm_context_tokens),
+            "--verbose", "False",
+        ],
+        url=settings.url(region.llm_port, "/v1"),
+        ports=(region.llm_port,),
+        ready=lambda: http_ok(settings.url(region.llm_port, "/v1/models"), expect_json_key="data"),
+    )

@@ -1,0 +1,164 @@
+"""Start, recognise and stop the platform's processes by PID, never by name.
+
+A PID file records the PID *and* the process start time: a PID the kernel has since handed
+to another program is not ours, and is never signalled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+
+@dataclass(frozen=True)
+class PidRecord:
+    component: str
+    pid: int
+    create_time: float
+    argv: list[str]
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> PidRecord | None:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+def live_process(record: PidRecord | None) -> psutil.Process | None:
+    """The process the record names, if it still runs and is the one we started."""
+    if record is None:
+        return None
+    try:
+        proc = psutil.Process(record.pid)
+        if abs(proc.create_time() - record.create_time) > 0.05:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except psutil.Error:
+        return None
+
+
+def start_process(
+    component: str,
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    log_path: Path,
+    pid_path: Path,
+    cwd: Path | None = None,
+) -> PidRecord:
+    """Start ``argv`` in its own session (so its children share its process group) and record it."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {component}: {' '.join(argv)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            cwd=cwd,
+            start_new_session=True,
+        )
+    record = PidRecord(component=component, pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(), argv=argv)
+    record.save(pid_path)
+    return record
+
+
+def stop_process(record: PidRecord, *, timeout_s: float = 10.0) -> bool:
+    """SIGTERM the process group we started, SIGKILL it after ``timeout_s``. True if it was running."""
+    proc = live_process(record)
+    if proc is None:
+        return False
+    group = _own_group(record.pid)
+    _signal(record.pid, group, signal.SIGCONT)  # a drill may have left it stopped (SIGSTOP)
+    _signal(record.pid, group, signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except psutil.TimeoutExpired:
+        _signal(record.pid, group, signal.SIGKILL)
+        try:
+            proc.wait(5)
+        except psutil.TimeoutExpired:
+            pass
+    if group:
+        _reap_group(record.pid, timeout_s)
+    return True
+
+
+def _own_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except OSError:
+        return False
+
+
+def _signal(pid: int, group: bool, sig: signal.Signals) -> None:
+    try:
+        if group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _reap_group(pgid: int, timeout_s: float) -> None:
+    """Children left in the group (a server's workers) get the same treatment as their parent."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.1)
+    _signal(pgid, True, signal.SIGKILL)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def port_holder(port: int) -> str | None:
+    """'pid 123 (redis-server)' for the process listening on ``port``, when the OS lets us see it."""
+    try:
+        for conn in psutil.net_connections(kind="inet"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                try:
+                    return f"pid {conn.pid} ({psutil.Process(conn.pid).name()})"
+                except psutil.Error:
+                    return f"pid {conn.pid}"
+    except psutil.Error:
+        return None
+    return None
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log written)"
+    return "\n".join(text.splitlines()[-lines:])

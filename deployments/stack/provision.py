@@ -1,0 +1,75 @@
+"""What the platform needs besides running processes: its buckets and its block documents."""
+
+from __future__ import annotations
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from deployments.settings import PlatformSettings, RegionSettings
+
+S3_REGION_NAME = "us-east-1"
+
+
+def s3_client(settings: PlatformSettings, region: RegionSettings):  # noqa: ANN201 - boto3 client
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.url(region.s3_port),
+        region_name=S3_REGION_NAME,
+        aws_access_key_id=settings.s3_access_key_id,
+        aws_secret_access_key=settings.s3_secret_access_key.get_secret_value(),
+        config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=10),
+    )
+
+
+def ensure_buckets(settings: PlatformSettings, regions: list[RegionSettings]) -> None:
+    """Each region's bucket exists (moto keeps buckets in memory, so a restart needs this)."""
+    for region in regions:
+        client = s3_client(settings, region)
+        try:
+            client.create_bucket(Bucket=region.bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                raise
+
+
+def platform_blocks(settings: PlatformSettings) -> dict[str, list[tuple[str, object]]]:
+    """The block documents describing this platform, by block type slug."""
+    from pydantic import SecretStr
+
+    from blocks import LLMEndpoint, SessionStore, StorageTarget
+
+    storage = [
+        (
+            r.name,
+            StorageTarget(
+                url=f"s3://{r.bucket}",
+                endpoint_url=settings.url(r.s3_port),
+                region_name=S3_REGION_NAME,
+                access_key_id=settings.s3_access_key_id,
+                secret_access_key=SecretStr(settings.s3_secret_access_key.get_secret_value()),
+            ),
+        )
+        for r in settings.regions
+    ]
+    endpoints = [
+        (r.name, LLMEndpoint(base_url=settings.url(r.llm_port, "/v1"), model=settings.llm_model_alias))
+        for r in settings.regions
+    ]
+    endpoints.append(("gateway", LLMEndpoint(base_url=settings.gateway_url, model=settings.llm_model_alias)))
+    sessions = [(r.name, SessionStore(url=f"redis://{settings.host}:{r.redis_port}/0")) for r in settings.regions]
+    return {"storage-target": storage, "llm-endpoint": endpoints, "session-store": sessions}
+
+
+def save_platform_blocks(settings: PlatformSettings) -> None:
+    """Register the block types on this platform's Prefect server and save its block documents."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from blocks import ALL_BLOCK_TYPES
+
+    with temporary_settings(updates={PREFECT_API_URL: settings.prefect_api_url}):
+        for block_type in ALL_BLOCK_TYPES:
+            block_type.register_type_and_schema()
+        for documents in platform_blocks(settings).values():
+            for name, block in documents:
+                block.save(name, overwrite=True)  # type: ignore[attr-defined]

@@ -1,0 +1,76 @@
+"""Is a component ready to serve? Each check answers quickly and says what it saw."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import redis
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    detail: str
+
+
+def http_ok(url: str, *, timeout_s: float = 2.0, expect_json_key: str | None = None) -> Readiness:
+    try:
+        resp = httpx.get(url, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return Readiness(False, f"GET {url}: {exc.__class__.__name__}")
+    if resp.status_code != 200:
+        return Readiness(False, f"GET {url}: HTTP {resp.status_code}")
+    if expect_json_key is not None:
+        try:
+            if expect_json_key not in resp.json():
+                return Readiness(False, f"GET {url}: no {expect_json_key!r} in answer")
+        except ValueError:
+            return Readiness(False, f"GET {url}: answer is not JSON")
+    return Readiness(True, f"GET {url}: 200")
+
+
+def redis_ping(host: str, port: int, *, timeout_s: float = 2.0) -> Readiness:
+    try:
+        with redis.Redis(host=host, port=port, socket_timeout=timeout_s, socket_connect_timeout=timeout_s) as r:
+            r.ping()
+            role = r.info("replication").get("role")
+    except redis.RedisError as exc:
+        return Readiness(False, f"redis {host}:{port}: {exc.__class__.__name__}")
+    return Readiness(True, f"PONG ({role})")
+
+
+def haproxy_admin(socket_path: Path, *, timeout_s: float = 2.0) -> Readiness:
+    try:
+        answer = haproxy_command(socket_path, "show info", timeout_s=timeout_s)
+    except OSError as exc:
+        return Readiness(False, f"admin socket {socket_path}: {exc.__class__.__name__}")
+    return Readiness("Name: HAProxy" in answer, "admin socket answers" if answer else "admin socket silent")
+
+
+def haproxy_command(socket_path: Path, command: str, *, timeout_s: float = 2.0) -> str:
+    """One command on HAProxy's runtime API (the admin socket); the answer as text."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout_s)
+        sock.connect(str(socket_path))
+        sock.sendall(command.encode() + b"\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def prefect_worker_online(api_url: str, pool: str, worker_name: str, *, timeout_s: float = 2.0) -> Readiness:
+    url = f"{api_url}/work_pools/{pool}/workers/filter"
+    try:
+        resp = httpx.post(url, json={}, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return Readiness(False, f"POST {url}: {exc.__class__.__name__}")
+    if resp.status_code != 200:
+        return Readiness(False, f"work pool {pool!r}: HTTP {resp.status_code}")
+    for worker in resp.json():
+        if worker.get("name") == worker_name and worker.get("status") == "ONLINE":
+            return Readiness(True, f"worker {worker_name} online in pool {pool}")
+    return Readiness(False, f"worker {worker_name} not yet online in pool {pool}")
