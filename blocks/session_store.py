@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import redis
-from pydantic import Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from prefect.blocks.core import Block
 
@@ -16,6 +16,9 @@ class SessionStore(Block):
     _description = "A Redis session store: URL (redis:// or rediss://, no password), username, password."
     _logo_url = "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"  # noqa: E501
 
+    # A URL someone pasted with its password must not echo back in a validation error.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     url: str = Field(description="redis://host:port/db or rediss://… (put the password in its own field).")
     username: str | None = Field(default=None, description="ACL user name, if any.")
     password: SecretStr | None = Field(default=None, description="Password (or ACL user's password).")
@@ -26,7 +29,7 @@ class SessionStore(Block):
     def _redis_url_without_password(cls, value: str) -> str:
         scheme, _, rest = value.partition("://")
         if scheme not in {"redis", "rediss"} or not rest:
-            raise ValueError(f"url {value!r} is not a redis:// or rediss:// URL")
+            raise ValueError(f"url scheme {scheme!r} is not redis:// or rediss://")
         userinfo = rest.split("/", 1)[0].rpartition("@")[0]
         if ":" in userinfo:
             raise ValueError("url carries a password; put it in the password field so it stays secret")

@@ -29,6 +29,12 @@ class RegionSettings(BaseModel):
     bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
+REGION_DEFAULTS: dict[str, dict[str, object]] = {
+    "region_a": {"name": "region-a", "s3_port": 9101, "llm_port": 8101, "redis_port": 6391, "bucket": "llm-resilience-region-a"},
+    "region_b": {"name": "region-b", "s3_port": 9102, "llm_port": 8102, "redis_port": 6392, "bucket": "llm-resilience-region-b"},
+}
+
+
 class PlatformSettings(BaseSettings):
     """Settings of the local two-region platform; ``LLMR_*`` environment variables override them."""
 
@@ -41,12 +47,8 @@ class PlatformSettings(BaseSettings):
 
     prefect_port: Port = 4200
     gateway_port: Port = 8100
-    region_a: RegionSettings = RegionSettings(
-        name="region-a", s3_port=9101, llm_port=8101, redis_port=6391, bucket="llm-resilience-region-a"
-    )
-    region_b: RegionSettings = RegionSettings(
-        name="region-b", s3_port=9102, llm_port=8102, redis_port=6392, bucket="llm-resilience-region-b"
-    )
+    region_a: RegionSettings = RegionSettings(**REGION_DEFAULTS["region_a"])  # type: ignore[arg-type]
+    region_b: RegionSettings = RegionSettings(**REGION_DEFAULTS["region_b"])  # type: ignore[arg-type]
 
     work_pool: str = "llm-resilience-local"
     worker_query_seconds: float = Field(default=2.0, gt=0)
@@ -59,6 +61,17 @@ class PlatformSettings(BaseSettings):
     # moto accepts any credentials; a real store gets its own through the StorageTarget block.
     s3_access_key_id: str = "llm-resilience"
     s3_secret_access_key: SecretStr = SecretStr("llm-resilience-local-secret")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_region_defaults(cls, data: object) -> object:
+        """LLMR_REGION_B__LLM_PORT=9 moves one port; the region's other fields keep their defaults."""
+        if isinstance(data, dict):
+            for key, defaults in REGION_DEFAULTS.items():
+                given = data.get(key)
+                if isinstance(given, dict):
+                    data[key] = {**defaults, **given}
+        return data
 
     @field_validator("host")
     @classmethod

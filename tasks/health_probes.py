@@ -155,11 +155,13 @@ def llm_completion(client: httpx.Client, model: str, *, list_models: bool = True
         content = data["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
         raise ProbeFailed(f"POST /chat/completions answered without choices[0].message: {str(data)[:200]}") from None
+    detail = f"completion {content.strip()[:40]!r}"
     served_by = resp.headers.get("x-llmr-backend")
     if served_by:
         metrics["served_by"] = served_by
+        detail += f" served by {served_by}"
     metrics["completion_tokens"] = (data.get("usage") or {}).get("completion_tokens")
-    return CheckOutcome(detail=f"completion {content.strip()[:40]!r}", degraded=degraded, metrics=metrics)
+    return CheckOutcome(detail=detail, degraded=degraded, metrics=metrics)
 
 
 def _expect_ok(resp: httpx.Response, what: str) -> None:

@@ -1,0 +1,54 @@
+# llm-resilience: `make demo` and `make test` are the two commands; both install what is missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PLATFORM_PACKAGES := haproxy redis-server
+TEST_PACKAGES := $(PLATFORM_PACKAGES) chromium
+PYTEST_ARGS ?=
+
+.PHONY: help install system-deps test-system-deps stack-up stack-down stack-status deploy demo test test-unit
+
+help:
+	@echo "make demo          install, start the local platform, deploy every flow, run the health check once"
+	@echo "make test          install and run the whole suite (unit, integration, browser end-to-end)"
+	@echo "make stack-up      start the local two-region platform (idempotent)"
+	@echo "make stack-status  component, URL, PID, healthy"
+	@echo "make stack-down    stop every process the launcher started, by PID"
+	@echo "make deploy        deploy every flow in prefect.yaml to the platform's Prefect server"
+	@echo "make test-unit     only the unit tests (no platform needed)"
+
+$(STAMP): requirements.lock pyproject.toml deployments/install.sh
+	bash deployments/install.sh
+	@touch $@
+
+install: $(STAMP)
+
+system-deps:
+	@bash deployments/system_packages.sh $(PLATFORM_PACKAGES)
+
+test-system-deps:
+	@bash deployments/system_packages.sh $(TEST_PACKAGES)
+
+stack-up: system-deps $(STAMP)
+	$(PY) -m deployments.stack up
+
+stack-down:
+	@if [ -x $(PY) ]; then $(PY) -m deployments.stack down; else echo "no .venv: the launcher never ran here"; fi
+
+stack-status: $(STAMP)
+	@$(PY) -m deployments.stack status
+
+deploy: stack-up
+	$(PY) -m deployments.deploy
+
+demo: deploy
+	$(PY) -m deployments.demo
+
+test: test-system-deps $(STAMP)
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -ra tests/unit $(PYTEST_ARGS)

@@ -1,0 +1,61 @@
+"""Test-session wiring: one platform on free ports in a temporary state dir, shared by every test.
+
+The Prefect environment is set here, at import, before any test module imports prefect, so the
+whole session (flows run in-process, clients, the worker) talks to the session's own server and
+never to a developer's running `make demo` platform.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deployments.settings import PlatformSettings
+from tests.ports import settings_on_free_ports
+
+
+SESSION_STATE_DIR = Path(tempfile.mkdtemp(prefix="llmr-test-"))
+SESSION_SETTINGS = settings_on_free_ports(SESSION_STATE_DIR / "platform")
+SESSION_SETTINGS.prefect_home.mkdir(parents=True, exist_ok=True)
+os.environ.update(SESSION_SETTINGS.prefect_env())
+os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+
+ARTIFACT_DIR = Path(os.environ.get("LLMR_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+
+
+@pytest.fixture(scope="session")
+def platform() -> Iterator[PlatformSettings]:
+    """The whole local platform, up for the session; stopped (and checked stopped) at the end."""
+    from deployments.stack.launcher import Launcher
+
+    settings = SESSION_SETTINGS
+    launcher = Launcher(settings)
+    watchdog = subprocess.Popen(
+        [sys.executable, "-m", "deployments.stack.watchdog", "--state-dir", str(settings.state_dir),
+         "--owner-pid", str(os.getpid()), "--max-seconds", "5400"],
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        launcher.up()
+        yield settings
+    finally:
+        launcher.down()
+        watchdog.terminate()
+        watchdog.wait(10)
+    leftovers = [c.name for c in launcher.components if launcher.is_running(c.name)]
+    assert not leftovers, f"still running after stack-down: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def deployed(platform: PlatformSettings) -> PlatformSettings:
+    """Every flow in prefect.yaml deployed to the session's server, as `make deploy` does."""
+    from deployments.deploy import deploy_all
+
+    deploy_all(platform)
+    return platform

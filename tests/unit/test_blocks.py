@@ -1,0 +1,104 @@
+import json
+
+import httpx
+import pytest
+from prefect_aws import AwsCredentials
+from pydantic import SecretStr, ValidationError
+
+from blocks import LLMEndpoint, SessionStore, StorageTarget
+
+SECRET = "sEcReT-value-that-must-never-show"
+
+
+def test_memory_target_round_trips_bytes() -> None:
+    target = StorageTarget(url="memory://llmr-unit/prefix")
+    fs = target.filesystem()
+    fs.pipe_file(target.path("a/b.bin"), b"payload")
+    assert fs.cat_file(target.path("a/b.bin")) == b"payload"
+    assert target.protocol == "memory"
+
+
+def test_s3_target_maps_endpoint_region_and_keys() -> None:
+    target = StorageTarget(
+        url="s3://bucket/prefix", endpoint_url="http://127.0.0.1:9", region_name="eu-west-1",
+        access_key_id="AKID", secret_access_key=SecretStr(SECRET),
+    )
+    opts = target.storage_options()
+    assert opts["key"] == "AKID" and opts["secret"] == SECRET
+    assert opts["client_kwargs"] == {"endpoint_url": "http://127.0.0.1:9", "region_name": "eu-west-1"}
+    assert target.root == "bucket/prefix"
+    assert target.path("x", "y.txt") == "bucket/prefix/x/y.txt"
+
+
+def test_s3_target_can_take_a_prefect_aws_credentials_block() -> None:
+    creds = AwsCredentials(
+        aws_access_key_id="AKID2", aws_secret_access_key=SECRET, region_name="us-west-2",
+        aws_client_parameters={"endpoint_url": "http://127.0.0.1:10"},
+    )
+    opts = StorageTarget(url="s3://b", aws_credentials=creds).storage_options()
+    assert opts["key"] == "AKID2" and opts["secret"] == SECRET
+    assert opts["client_kwargs"] == {"region_name": "us-west-2", "endpoint_url": "http://127.0.0.1:10"}
+
+
+def test_secrets_do_not_show_in_repr_str_or_json() -> None:
+    target = StorageTarget(url="s3://b", access_key_id="AKID", secret_access_key=SecretStr(SECRET))
+    endpoint = LLMEndpoint(base_url="http://127.0.0.1:1/v1", model="m", api_key=SecretStr(SECRET))
+    store = SessionStore(url="redis://127.0.0.1:1/0", password=SecretStr(SECRET))
+    for block in (target, endpoint, store):
+        assert SECRET not in repr(block)
+        assert SECRET not in str(block)
+        assert SECRET not in block.model_dump_json()
+        assert SECRET not in json.dumps(block.model_dump(mode="json"))
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [("nosuchproto://x", "unknown fsspec protocol"), ("s3://", "needs a bucket")],
+)
+def test_bad_storage_url_is_named(url: str, fragment: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        StorageTarget(url=url)
+    assert "url" in str(err.value) and fragment in str(err.value)
+
+
+@pytest.mark.parametrize("part", ["../escape", "/absolute", "a/../../b"])
+def test_paths_cannot_leave_the_root(part: str) -> None:
+    with pytest.raises(ValueError, match="would leave the target root"):
+        StorageTarget(url="memory://root").path(part)
+
+
+def test_llm_endpoint_client_carries_key_base_url_and_timeouts() -> None:
+    endpoint = LLMEndpoint(
+        base_url="http://127.0.0.1:5/v1/", model="m", api_key=SecretStr(SECRET), connect_timeout_s=1.5, read_timeout_s=9
+    )
+    seen: dict[str, str] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen["url"] = str(request.url)
+        seen["auth"] = request.headers["authorization"]
+        return httpx.Response(200, json={"data": []})
+
+    with endpoint.client() as client:
+        assert client.timeout.connect == 1.5 and client.timeout.read == 9
+        client._transport = httpx.MockTransport(handler)
+        client.get("models")
+    assert seen == {"url": "http://127.0.0.1:5/v1/models", "auth": f"Bearer {SECRET}"}
+
+
+def test_llm_endpoint_refuses_a_non_http_url() -> None:
+    with pytest.raises(ValidationError) as err:
+        LLMEndpoint(base_url="ftp://host/v1", model="m")
+    assert "base_url" in str(err.value)
+
+
+def test_session_store_refuses_a_password_inside_the_url() -> None:
+    with pytest.raises(ValidationError) as err:
+        SessionStore(url=f"redis://user:{SECRET}@127.0.0.1:6379/0")
+    assert "password field" in str(err.value)
+    assert SECRET not in str(err.value)
+
+
+def test_session_store_client_uses_the_secret_password() -> None:
+    client = SessionStore(url="redis://127.0.0.1:1/3", password=SecretStr(SECRET), socket_timeout_s=0.5).client()
+    kwargs = client.connection_pool.connection_kwargs
+    assert kwargs["password"] == SECRET and kwargs["db"] == 3 and kwargs["socket_timeout"] == 0.5

@@ -1,0 +1,50 @@
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from deployments.settings import PlatformSettings
+from deployments.stack.haproxy_config import render_haproxy_config
+from deployments.stack.redis_config import render_redis_config
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> PlatformSettings:
+    return PlatformSettings(state_dir=tmp_path, gateway_port=18100)
+
+
+def test_haproxy_config_puts_region_b_behind_region_a_as_backup(settings: PlatformSettings) -> None:
+    cfg = render_haproxy_config(settings)
+    a, b = settings.region_a, settings.region_b
+    assert f"bind 127.0.0.1:18100" in cfg
+    assert f"server region-a 127.0.0.1:{a.llm_port} check weight 100" in cfg
+    assert f"server region-b 127.0.0.1:{b.llm_port} check backup weight 100" in cfg
+    assert "option httpchk GET /v1/models" in cfg
+    assert "option redispatch" in cfg and "retries 2" in cfg
+    assert "retry-on conn-failure empty-response 502 503 504" in cfg
+    assert "slowstart 10s" in cfg and "fall 2 rise 2" in cfg
+    assert f"stats socket {settings.haproxy_socket} mode 600 level admin" in cfg
+
+
+def test_haproxy_config_timeout_follows_settings(tmp_path: Path) -> None:
+    cfg = render_haproxy_config(PlatformSettings(state_dir=tmp_path, gateway_timeout_server_s=2.5))
+    assert "timeout server 2500ms" in cfg
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is installed by `make test`")
+def test_haproxy_accepts_the_generated_config(settings: PlatformSettings, tmp_path: Path) -> None:
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(render_haproxy_config(settings))
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_only_the_secondary_redis_replicates(settings: PlatformSettings, tmp_path: Path) -> None:
+    a_cfg = render_redis_config(settings.region_a, host="127.0.0.1", data_dir=tmp_path, replica_of=None)
+    b_cfg = render_redis_config(settings.region_b, host="127.0.0.1", data_dir=tmp_path, replica_of=settings.region_a)
+    assert "replicaof" not in a_cfg
+    assert f"replicaof 127.0.0.1 {settings.region_a.redis_port}" in b_cfg
+    assert f"port {settings.region_b.redis_port}" in b_cfg
+    assert "bind 127.0.0.1" in b_cfg and "repl-diskless-sync-delay 0" in b_cfg

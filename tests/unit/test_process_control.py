@@ -1,0 +1,98 @@
+import socket
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import psutil
+import pytest
+
+from deployments.stack.process_control import (
+    PidRecord,
+    live_process,
+    log_tail,
+    port_holder,
+    port_is_free,
+    start_process,
+    stop_process,
+)
+
+
+def _start(tmp_path: Path, argv: list[str]) -> PidRecord:
+    return start_process("sleeper", argv, env={}, log_path=tmp_path / "x.log", pid_path=tmp_path / "x.pid")
+
+
+def test_pid_file_round_trips_and_names_a_live_process(tmp_path: Path) -> None:
+    record = _start(tmp_path, ["sleep", "30"])
+    try:
+        assert PidRecord.load(tmp_path / "x.pid") == record
+        assert live_process(record) is not None
+    finally:
+        stop_process(record)
+    assert live_process(record) is None
+
+
+def test_a_reused_pid_is_not_mistaken_for_ours(tmp_path: Path) -> None:
+    record = _start(tmp_path, ["sleep", "30"])
+    try:
+        impostor = replace(record, create_time=record.create_time - 1000)
+        assert live_process(impostor) is None
+        assert stop_process(impostor) is False  # never signals a process it did not start
+        assert live_process(record) is not None
+    finally:
+        stop_process(record)
+
+
+def test_stop_takes_the_children_of_the_process_group_too(tmp_path: Path) -> None:
+    record = _start(tmp_path, ["sh", "-c", "sleep 60 & sleep 60 & wait"])
+    deadline = time.time() + 5
+    while len(psutil.Process(record.pid).children()) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    children = psutil.Process(record.pid).children()
+    assert len(children) == 2
+    assert stop_process(record) is True
+    for child in children:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+
+
+def test_stop_kills_a_process_that_ignores_sigterm(tmp_path: Path) -> None:
+    script = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+    record = _start(tmp_path, [sys.executable, "-c", script])
+    deadline = time.time() + 10
+    while "up" not in log_tail(tmp_path / "x.log") and time.time() < deadline:
+        time.sleep(0.05)
+    assert stop_process(record, timeout_s=0.5) is True
+    assert live_process(record) is None
+
+
+def test_output_goes_to_the_log_file(tmp_path: Path) -> None:
+    record = _start(tmp_path, ["sh", "-c", "echo hello-from-component; sleep 30"])
+    try:
+        deadline = time.time() + 5
+        while "hello-from-component" not in log_tail(tmp_path / "x.log") and time.time() < deadline:
+            time.sleep(0.05)
+        assert "hello-from-component" in log_tail(tmp_path / "x.log")
+    finally:
+        stop_process(record)
+
+
+def test_busy_port_is_seen_with_its_holder() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert port_is_free("127.0.0.1", port) is False
+        holder = port_holder(port)
+        assert holder is not None and holder.startswith("pid ")
+    assert port_is_free("127.0.0.1", port) is True
+
+
+def test_log_tail_of_missing_file() -> None:
+    assert log_tail(Path("/nonexistent/llmr.log")) == "(no log written)"
+
+
+@pytest.mark.parametrize("text", ["", "not json", '{"pid": 1}'])
+def test_a_damaged_pid_file_reads_as_no_record(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "bad.pid"
+    path.write_text(text)
+    assert PidRecord.load(path) is None

@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from deployments.settings import PlatformSettings
+
+
+@pytest.fixture(autouse=True)
+def no_llmr_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("LLMR_"):
+            monkeypatch.delenv(key)
+
+
+def test_defaults_describe_two_regions_on_loopback(tmp_path: Path) -> None:
+    s = PlatformSettings(state_dir=tmp_path)
+    assert (s.region_a.name, s.region_b.name) == ("region-a", "region-b")
+    assert s.prefect_api_url == "http://127.0.0.1:4200/api"
+    assert s.prefect_env()["PREFECT_UI_API_URL"] == s.prefect_api_url
+    assert s.prefect_env()["PREFECT_HOME"] == str(tmp_path / "prefect")
+    assert s.gateway_url == "http://127.0.0.1:8100/v1"
+
+
+def test_environment_variables_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LLMR_PREFECT_PORT", "4300")
+    monkeypatch.setenv("LLMR_REGION_B__LLM_PORT", "9912")
+    monkeypatch.setenv("LLMR_STATE_DIR", str(tmp_path / "state"))
+    s = PlatformSettings()
+    assert s.prefect_port == 4300
+    assert s.region_b.llm_port == 9912
+    assert s.region_b.name == "region-b"  # untouched nested fields keep their defaults
+    assert s.state_dir == (tmp_path / "state").resolve()
+
+
+def test_non_numeric_port_names_the_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LLMR_PREFECT_PORT", "forty-two")
+    with pytest.raises(ValidationError) as err:
+        PlatformSettings(state_dir=tmp_path)
+    assert "prefect_port" in str(err.value)
+
+
+def test_port_out_of_range_names_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as err:
+        PlatformSettings(state_dir=tmp_path, gateway_port=70000)
+    assert "gateway_port" in str(err.value)
+
+
+def test_two_components_on_one_port_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as err:
+        PlatformSettings(state_dir=tmp_path, gateway_port=4200)
+    assert "prefect_port" in str(err.value) and "gateway_port" in str(err.value)
+
+
+def test_state_dir_that_is_not_writable_names_the_field(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ValidationError) as err:
+        PlatformSettings(state_dir=blocker / "state")
+    assert "state_dir" in str(err.value) and "not writable" in str(err.value)
+
+
+def test_non_loopback_host_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as err:
+        PlatformSettings(state_dir=tmp_path, host="0.0.0.0")
+    assert "host" in str(err.value) and "loopback" in str(err.value)
+
+
+def test_unknown_setting_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as err:
+        PlatformSettings(state_dir=tmp_path, prefect_prot=1)
+    assert "prefect_prot" in str(err.value)
