@@ -1,0 +1,78 @@
+"""A person's path through the Prefect UI: Deployments -> health-check -> Run -> Quick run -> Completed.
+
+Headless Debian Chromium (/usr/bin/chromium) driven by Playwright; never a downloaded browser.
+A screenshot is saved under test-artifacts/ when the test fails, and one of the finished run
+page when it passes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deployments.settings import PlatformSettings
+from tests.conftest import ARTIFACT_DIR
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture
+def page(request: pytest.FixtureRequest) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        yield page
+        report = getattr(request.node, "rep_call", None)
+        if report is None or report.failed:
+            ARTIFACT_DIR.mkdir(parents=True, exist_ok=True)
+            shot = ARTIFACT_DIR / f"{request.node.name}-failure.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot of the failure: {shot}")
+        browser.close()
+
+
+def test_quick_run_of_health_check_completes_in_the_ui(deployed: PlatformSettings, page) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    page.goto(deployed.prefect_ui_url)
+    page.get_by_role("link", name="Deployments").first.click()
+    page.get_by_role("link", name="health-check").first.click()
+    page.get_by_role("button", name="Run").first.click()
+    page.get_by_role("menuitem", name="Quick run").click()
+
+    toast = page.locator("[data-sonner-toast]").filter(has_text="Flow run created")
+    expect(toast).to_be_visible()
+    view_run = toast.get_by_role("link", name="View run")
+    href = view_run.get_attribute("href") or ""
+    run_id = re.search(r"flow-run/([0-9a-f-]{36})", href)
+    assert run_id, f"the toast's View run link has no run id: {href!r}"
+    view_run.click()
+
+    page.wait_for_url(re.compile(run_id.group(1)))
+    badge = page.locator('[data-slot="badge"]').filter(has_text=re.compile(r"^(Completed|Failed|Crashed)$")).first
+    expect(badge).to_have_text("Completed", timeout=180_000)
+
+    ARTIFACT_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACT_DIR / "ui-quick-run-completed.png"), full_page=True)
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(run_id.group(1))
+    assert flow_run.state is not None and flow_run.state.is_completed()
+    assert flow_run.work_pool_name == deployed.work_pool

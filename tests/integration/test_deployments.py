@@ -1,0 +1,38 @@
+"""prefect.yaml deployed to the real server and run by the real worker."""
+
+import json
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+from prefect.deployments import run_deployment
+
+from deployments.settings import PlatformSettings
+from flows.health import REPORT_ARTIFACT_KEY
+
+pytestmark = pytest.mark.integration
+
+
+def test_health_check_deployment_is_scheduled_every_five_minutes(deployed: PlatformSettings) -> None:
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("health-check/health-check")
+        schedules = client.read_deployment_schedules(deployment.id)
+    assert deployment.work_pool_name == deployed.work_pool
+    assert [s.schedule.interval.total_seconds() for s in schedules] == [300.0]
+    assert all(s.active for s in schedules)
+
+
+def test_health_check_deployment_runs_through_the_worker(deployed: PlatformSettings) -> None:
+    run = run_deployment("health-check/health-check", timeout=300, poll_interval=1, as_subflow=False)
+    assert run.state is not None and run.state.is_completed(), run.state
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[REPORT_ARTIFACT_KEY]), flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])
+            )
+        )
+        flow_run = client.read_flow_run(run.id)
+    assert len(artifacts) == 1
+    rows = json.loads(artifacts[0].data) if isinstance(artifacts[0].data, str) else artifacts[0].data
+    assert {row["component"] for row in rows} >= {"gateway", "llm-region-a", "sessions-region-b"}
+    assert flow_run.work_pool_name == deployed.work_pool
