@@ -1,0 +1,30 @@
+"""deployments/system_packages.sh: what a user without root is told, and that present packages pass."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "deployments" / "system_packages.sh"
+
+
+def _run(*specs: str, as_nobody: bool) -> subprocess.CompletedProcess[str]:
+    cmd = ["bash", str(SCRIPT), *specs]
+    if as_nobody and os.geteuid() == 0:
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="needs setpriv to drop root")
+def test_without_root_it_prints_the_exact_install_line() -> None:
+    result = _run("bash", "llmr-no-such-package:llmr-no-such-command", as_nobody=True)
+    assert result.returncode == 1
+    assert "sudo apt-get install -y llmr-no-such-package" in result.stderr
+    assert "bash" not in result.stderr.split("install them with:")[1]  # present packages are not listed
+
+
+def test_nothing_to_do_when_every_command_exists() -> None:
+    result = _run("bash", "coreutils:ls", as_nobody=False)
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
