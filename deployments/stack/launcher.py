@@ -155,7 +155,8 @@ class Launcher:
             ensure_buckets(self.settings, regions)
         if "prefect-server" in names:
             self._progress("registering blocks and saving the platform's block documents ...")
-            save_platform_blocks(self.settings)
+            for note in save_platform_blocks(self.settings):
+                self._progress(note)
 
     # --- down --------------------------------------------------------------------------------
     def down(self, only: Iterable[str] | None = None) -> list[str]:

@@ -61,15 +61,38 @@ def platform_blocks(settings: PlatformSettings) -> dict[str, list[tuple[str, obj
     return {"storage-target": storage, "llm-endpoint": endpoints, "session-store": sessions}
 
 
-def save_platform_blocks(settings: PlatformSettings) -> None:
-    """Register the block types on this platform's Prefect server and save its block documents."""
+def save_platform_blocks(settings: PlatformSettings) -> list[str]:
+    """Register the block types and create the platform's block documents that do not exist yet.
+
+    A document that exists is kept as it is, even when it differs from the settings: it may
+    have been edited in the UI on purpose, and stack-up must not undo that. Returns one note
+    per kept document that differs (delete it in the UI to have stack-up regenerate it).
+    """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from blocks import ALL_BLOCK_TYPES
 
+    notes: list[str] = []
     with temporary_settings(updates={PREFECT_API_URL: settings.prefect_api_url}):
         for block_type in ALL_BLOCK_TYPES:
             block_type.register_type_and_schema()
-        for documents in platform_blocks(settings).values():
+        for slug, documents in platform_blocks(settings).items():
             for name, block in documents:
-                block.save(name, overwrite=True)  # type: ignore[attr-defined]
+                try:
+                    existing = type(block).load(name)
+                except ValueError:  # no such document yet
+                    block.save(name)  # type: ignore[attr-defined]
+                    continue
+                if _fields(existing) != _fields(block):
+                    notes.append(f"block {slug}/{name} differs from the platform settings; kept as edited")
+    return notes
+
+
+def _fields(block: object) -> dict[str, object]:
+    from pydantic import SecretStr
+
+    values = {}
+    for key in type(block).model_fields:  # type: ignore[attr-defined]
+        value = getattr(block, key)
+        values[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return values

@@ -68,3 +68,34 @@ def test_block_round_trip_keeps_secrets_out_of_logs_and_api(platform: PlatformSe
     assert any("loaded" in log.message for log in logs)
     assert all(secret not in log.message for log in logs)
     assert all(secret not in str(a.data) for a in artifacts)
+
+
+def test_stack_up_keeps_a_block_edited_in_the_ui(platform: PlatformSettings) -> None:
+    from deployments.stack.provision import save_platform_blocks
+
+    original = LLMEndpoint.load("region-b")
+    edited = original.model_copy(update={"read_timeout_s": 7.0})
+    edited.save("region-b", overwrite=True)
+    try:
+        notes = save_platform_blocks(platform)  # what every `make stack-up` runs
+        assert LLMEndpoint.load("region-b").read_timeout_s == 7.0
+        assert notes == ["block llm-endpoint/region-b differs from the platform settings; kept as edited"]
+    finally:
+        original.save("region-b", overwrite=True)
+    assert save_platform_blocks(platform) == []
+
+
+def test_block_types_register_with_the_prefect_cli(platform: PlatformSettings) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    prefect = Path(sys.executable).parent / "prefect"
+    result = subprocess.run(
+        [str(prefect), "block", "register", "-m", "blocks"],
+        env={**os.environ, **platform.prefect_env()}, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("Storage Target", "LLM Endpoint", "Session Store"):
+        assert name in result.stdout
