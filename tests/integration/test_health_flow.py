@@ -10,8 +10,12 @@ import pytest
 
 from deployments.settings import PlatformSettings
 from deployments.stack.launcher import Launcher
-from flows.health import REPORT_ARTIFACT_KEY, health_check
-from tasks.health_probes import HealthStatus
+from flows.health import REPORT_ARTIFACT_KEY, HealthTargets, health_check
+from tasks.health_probes import HealthStatus, ProbePolicy
+
+# These tests check what the probes find, not how fast the machine is: a latency threshold no
+# run can reach keeps "slow" (degraded) out of them, so no assertion here is a wall-clock limit.
+NO_LATENCY_LIMIT = HealthTargets(policy=ProbePolicy(degraded_latency_ms=3_600_000, timeout_s=120))
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +44,7 @@ def _events(settings: PlatformSettings, resource_id: str, event: str, since: flo
 
 def test_health_is_ok_everywhere_and_reported(platform: PlatformSettings) -> None:
     started = time.time()
-    report = health_check()
+    report = health_check(NO_LATENCY_LIMIT)
     bad = [(r.component, r.status.value, r.detail) for r in report.results if r.status is not HealthStatus.ok]
     assert not bad
     assert {r.component for r in report.results} == {
@@ -67,7 +71,7 @@ def test_killed_model_server_is_down_then_ok_after_restart(platform: PlatformSet
     os.kill(record.pid, signal.SIGKILL)
     psutil.Process(record.pid).wait(10)
     try:
-        report = health_check()
+        report = health_check(NO_LATENCY_LIMIT)
         down = report.component("llm-region-a")
         assert down.status is HealthStatus.down, down
         assert down.attempts == 2 and down.latency_ms is None
@@ -80,6 +84,6 @@ def test_killed_model_server_is_down_then_ok_after_restart(platform: PlatformSet
         assert events and events[0]["payload"]["status"] == "down"
     finally:
         assert launcher.up() == ["llm-region-a"]
-    report = health_check()
+    report = health_check(NO_LATENCY_LIMIT)
     assert report.component("llm-region-a").status is HealthStatus.ok
     assert report.status is not HealthStatus.down
