@@ -7,6 +7,7 @@ numbers from here, so moving a port is one environment variable (``LLMR_PREFECT_
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -25,13 +26,15 @@ class RegionSettings(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     s3_port: Port
     llm_port: Port
+    # The region's model endpoint as clients reach it: a fault-injecting proxy in front of llm_port.
+    chaos_port: Port
     redis_port: Port
     bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 REGION_DEFAULTS: dict[str, dict[str, object]] = {
-    "region_a": {"name": "region-a", "s3_port": 9101, "llm_port": 8101, "redis_port": 6391, "bucket": "llm-resilience-region-a"},
-    "region_b": {"name": "region-b", "s3_port": 9102, "llm_port": 8102, "redis_port": 6392, "bucket": "llm-resilience-region-b"},
+    "region_a": {"name": "region-a", "s3_port": 9101, "llm_port": 8101, "chaos_port": 8111, "redis_port": 6391, "bucket": "llm-resilience-region-a"},
+    "region_b": {"name": "region-b", "s3_port": 9102, "llm_port": 8102, "chaos_port": 8112, "redis_port": 6392, "bucket": "llm-resilience-region-b"},
 }
 
 
@@ -106,7 +109,7 @@ class PlatformSettings(BaseSettings):
         ports = {"prefect_port": self.prefect_port, "gateway_port": self.gateway_port}
         for attr in ("region_a", "region_b"):
             region: RegionSettings = getattr(self, attr)
-            for key in ("s3_port", "llm_port", "redis_port"):
+            for key in ("s3_port", "llm_port", "chaos_port", "redis_port"):
                 ports[f"{attr}.{key}"] = getattr(region, key)
         return ports
 
@@ -151,6 +154,10 @@ class PlatformSettings(BaseSettings):
     def prefect_ui_url(self) -> str:
         return self.url(self.prefect_port)
 
+    def model_endpoint_url(self, region: RegionSettings) -> str:
+        """A region's model endpoint as clients and the gateway reach it (through its chaos proxy)."""
+        return self.url(region.chaos_port, "/v1")
+
     @property
     def gateway_url(self) -> str:
         return self.url(self.gateway_port, "/v1")
@@ -167,6 +174,34 @@ class PlatformSettings(BaseSettings):
             "LLMR_PROJECT_DIR": str(PROJECT_ROOT),
         }
 
+
+
+SETTINGS_FILE = "platform-settings.json"
+
+
+def save_effective_settings(settings: PlatformSettings) -> Path:
+    """Record the settings a running platform was started with (0600: it holds the S3 secret).
+
+    Restorers that act later, in another process (a fault lease, a watchdog), read this file so
+    they restart a component on exactly the ports and paths it had.
+    """
+    data = settings.model_dump(mode="json")
+    data["s3_secret_access_key"] = settings.s3_secret_access_key.get_secret_value()
+    path = settings.run_dir / SETTINGS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+    return path
+
+
+def load_effective_settings(state_dir: Path | str) -> PlatformSettings:
+    """The settings the platform in ``state_dir`` was started with; defaults if none were recorded."""
+    path = Path(state_dir).expanduser().resolve() / "run" / SETTINGS_FILE
+    if not path.is_file():
+        return PlatformSettings(state_dir=Path(state_dir))
+    return PlatformSettings(**json.loads(path.read_text()))
 
 
 def load_settings(**overrides: object) -> PlatformSettings:

@@ -14,6 +14,7 @@ from pathlib import Path
 from deployments.settings import PlatformSettings, RegionSettings
 from deployments.stack.haproxy_config import render_haproxy_config
 from deployments.stack.model_file import smollm2_gguf_path
+from deployments.stack.chaos_proxy import CONTROL_PATH
 from deployments.stack.readiness import Readiness, haproxy_admin, http_ok, prefect_worker_online, redis_ping
 from deployments.stack.redis_config import render_redis_config
 
@@ -61,6 +62,8 @@ def build_components(settings: PlatformSettings) -> list[Component]:
     model = str(smollm2_gguf_path())
     for region in settings.regions:
         comps.append(_llm(settings, region, model))
+    for region in settings.regions:
+        comps.append(_chaos_proxy(settings, region))
     haproxy_cfg = settings.config_dir / "haproxy.cfg"
     comps.append(
         Component(
@@ -128,4 +131,17 @@ def _llm(settings: PlatformSettings, region: RegionSettings, model: str) -> Comp
         url=settings.url(region.llm_port, "/v1"),
         ports=(region.llm_port,),
         ready=lambda: http_ok(settings.url(region.llm_port, "/v1/models"), expect_json_key="data"),
+    )
+
+
+def _chaos_proxy(settings: PlatformSettings, region: RegionSettings) -> Component:
+    return Component(
+        name=f"chaos-{region.name}",
+        argv=[
+            sys.executable, "-m", "deployments.stack.chaos_proxy",
+            "--listen", f"{settings.host}:{region.chaos_port}", "--upstream", settings.url(region.llm_port),
+        ],
+        url=settings.model_endpoint_url(region),
+        ports=(region.chaos_port,),
+        ready=lambda: http_ok(settings.url(region.chaos_port, CONTROL_PATH)),
     )

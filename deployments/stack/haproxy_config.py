@@ -3,7 +3,9 @@
 Region-a serves; region-b is the ``backup`` server that takes traffic only when region-a's
 active health check (``GET /v1/models``) fails twice. Failed connections, empty responses and
 5xx answers are retried on the other server (``redispatch``), and a region that comes back is
-eased in by ``slowstart`` rather than handed full traffic at once. The admin socket is the
+eased in by ``slowstart`` rather than handed full traffic at once. Each server is the region's
+chaos proxy (deployments/stack/chaos_proxy.py), so drills can make a region answer errors or
+slowly exactly as a sick model server would. The admin socket is the
 runtime API that the failover flows use (``set server``, ``set weight``).
 """
 
@@ -32,11 +34,16 @@ defaults
     timeout connect 1s
     timeout client 120s
     timeout server {timeout_server_ms}ms
-    timeout check 2s
+    # llama-cpp-python answers /v1/models only between generations: a short check timeout would
+    # mark a busy, healthy server down. Fast detection comes from the passive checks below.
+    timeout check 10s
     retries 2
     option redispatch 1
     retry-on conn-failure empty-response 502 503 504
-    default-server inter 250ms fastinter 250ms downinter 500ms fall 2 rise 2 slowstart 10s
+    # Passive checks too: a server that answers 5xx is marked down at once (observe layer7,
+    # on-error mark-down), so the retry of that very request goes to the backup region instead
+    # of the same sick server (backup servers take traffic only when every active one is down).
+    default-server inter 250ms fastinter 250ms downinter 500ms fall 2 rise 2 slowstart 10s observe layer7 error-limit 1 on-error mark-down
 
 frontend llm_gateway
     bind {settings.host}:{settings.gateway_port}
@@ -47,6 +54,6 @@ backend {BACKEND}
     http-check expect status 200
     # Which region answered: the drills and the health check read it from every response.
     http-response set-header X-LLMR-Backend %s
-    server {a.name} {settings.host}:{a.llm_port} check weight 100
-    server {b.name} {settings.host}:{b.llm_port} check backup weight 100
+    server {a.name} {settings.host}:{a.chaos_port} check weight 100
+    server {b.name} {settings.host}:{b.chaos_port} check backup weight 100
 """

@@ -53,7 +53,7 @@ def platform_blocks(settings: PlatformSettings) -> dict[str, list[tuple[str, obj
         for r in settings.regions
     ]
     endpoints = [
-        (r.name, LLMEndpoint(base_url=settings.url(r.llm_port, "/v1"), model=settings.llm_model_alias))
+        (r.name, LLMEndpoint(base_url=settings.model_endpoint_url(r), model=settings.llm_model_alias))
         for r in settings.regions
     ]
     endpoints.append(("gateway", LLMEndpoint(base_url=settings.gateway_url, model=settings.llm_model_alias)))
