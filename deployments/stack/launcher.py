@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deployments.settings import PlatformSettings
+from deployments.settings import PlatformSettings, save_effective_settings
 from deployments.stack.components import Component, build_components
 from deployments.stack.errors import ComponentFailedError, MissingBinaryError, PortInUseError, StackError
 from deployments.stack.process_control import (
@@ -85,6 +85,7 @@ class Launcher:
         selected = self.select(only)
         to_start = [c for c in selected if not self.is_running(c.name)]
         self._preflight(to_start)
+        save_effective_settings(self.settings)
         started: list[str] = []
         try:
             waves = [

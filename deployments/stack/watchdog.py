@@ -12,7 +12,7 @@ import time
 
 import psutil
 
-from deployments.settings import PlatformSettings
+from deployments.settings import load_effective_settings
 from deployments.stack.launcher import Launcher
 
 
@@ -28,7 +28,7 @@ def watch(state_dir: str, owner_pid: int, max_seconds: float, poll_s: float = 1.
             break
         time.sleep(poll_s)
     reason = "owner gone" if time.monotonic() < deadline else f"lease of {max_seconds:g} s expired"
-    Launcher(PlatformSettings(state_dir=state_dir)).down()
+    Launcher(load_effective_settings(state_dir)).down()
     return reason
 
 

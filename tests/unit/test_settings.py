@@ -72,3 +72,17 @@ def test_unknown_setting_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     with pytest.raises(ValidationError) as err:
         PlatformSettings(state_dir=tmp_path, prefect_prot=1)
     assert "prefect_prot" in str(err.value)
+
+
+def test_effective_settings_round_trip_with_the_secret_and_private_mode(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from deployments.settings import load_effective_settings, save_effective_settings
+
+    s = PlatformSettings(state_dir=tmp_path, prefect_port=4999, s3_secret_access_key=SecretStr("k3y"))
+    path = save_effective_settings(s)
+    assert path.stat().st_mode & 0o777 == 0o600
+    loaded = load_effective_settings(tmp_path)
+    assert loaded.prefect_port == 4999 and loaded.region_a == s.region_a
+    assert loaded.s3_secret_access_key.get_secret_value() == "k3y"
+    assert load_effective_settings(tmp_path / "never-started").prefect_port == 4200
