@@ -85,8 +85,9 @@ class VerifySettings(BaseModel):
     max_workers: int = Field(default_factory=lambda: os.cpu_count() or 2)
 
 
-def list_checkpoint_files(fs: fsspec.AbstractFileSystem, root: str) -> list[CheckpointFile]:
-    """Every file under ``root`` (recursively), except the manifest this tool writes."""
+def list_checkpoint_files(fs: fsspec.AbstractFileSystem, root: str, exclude: Iterable[str] = (MANIFEST_NAME,)) -> list[CheckpointFile]:
+    """Every file under ``root`` (recursively), except ``exclude`` (the manifest this tool writes)."""
+    exclude = set(exclude)
     root = root.rstrip("/")
     try:
         found = fs.find(root, detail=True)
@@ -99,7 +100,7 @@ def list_checkpoint_files(fs: fsspec.AbstractFileSystem, root: str) -> list[Chec
         if info.get("type", "file") != "file":
             continue
         rel = path[len(root):].lstrip("/") if path.startswith(root) else posixpath.basename(path)
-        if not rel or rel == MANIFEST_NAME:
+        if not rel or rel in exclude:
             continue
         files.append(CheckpointFile(path=rel, size=int(info.get("size") or 0)))
     return sorted(files, key=lambda f: f.path)
