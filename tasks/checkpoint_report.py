@@ -124,9 +124,11 @@ def build_report(
         for r in results
     ]
     all_findings = [f for r in results for f in r.findings] + list(extra_findings)
-    groups: dict[str, list[FileResult]] = {}
+    weights_dirs = set(checkpoint_dirs([r.path for r in results]))
+    groups: dict[str, list[FileResult]] = {d: [] for d in weights_dirs}
     for r in results:
-        groups.setdefault(checkpoint_of(r.path), []).append(r)
+        if checkpoint_of(r.path) in weights_dirs:
+            groups[checkpoint_of(r.path)].append(r)
     for f in extra_findings:  # a missing shard or file may name a directory with no file left
         groups.setdefault(checkpoint_of(f.file.split(":", 1)[-1]) if f.file else "", [])
     checkpoints = []

@@ -165,7 +165,7 @@ def scan_pickle_file(fileobj: BinaryIO, file: str) -> list[Finding]:
         for info in members:
             try:
                 data = archive.read(info)  # the pickle part only: tensors live in other members
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:  # bad CRC, odd compression, encrypted
                 findings.append(finding(FindingKind.zip_invalid, file, f"member {info.filename}: {exc}", offset=info.header_offset))
                 continue
             findings += scan_pickle_stream(io.BytesIO(data), file, member=info.filename, base_offset=info.header_offset)
