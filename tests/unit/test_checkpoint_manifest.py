@@ -157,3 +157,42 @@ def test_report_verdicts_per_file_and_checkpoint(tmp_path):
     rows = report.table_rows()
     assert {r["kind"] for r in rows} >= {"missing_bytes", "pickle_dangerous_global"}
     assert checkpoint_dirs([r.path for r in results]) == ["bad", "evil", "good"]
+
+
+# ------------------------------------------------------------------ remote (ranged) reads
+
+def _to_memory_fs(local: Path, root: str):
+    fs = fsspec.filesystem("memory", skip_instance_cache=True)
+    fs.store.clear()
+    for path in local.rglob("*"):
+        if path.is_file():
+            fs.pipe_file(f"{root}/{path.relative_to(local)}", path.read_bytes())
+    return fs
+
+
+def test_remote_source_gives_the_same_verdicts_and_digests(tmp_path):
+    corpus.write_sharded(tmp_path / "ckpt")
+    corpus.torch_zip(tmp_path / "ckpt" / "extra.pt", corpus.malicious_pickle("os", "system"))
+    local = run(tmp_path / "ckpt")
+    fs = _to_memory_fs(tmp_path / "ckpt", "/bucket/ckpt")
+    files = list_checkpoint_files(fs, "/bucket/ckpt")
+    remote = verify_files(fs, "/bucket/ckpt", files, VerifySettings())
+    assert [(r.path, r.digest, [f.kind for f in r.findings]) for r in remote] == [
+        (r.path, r.digest, [f.kind for f in r.findings]) for r in local
+    ]
+    assert [f.kind for r in remote for f in r.findings] == [K.pickle_dangerous_global]
+
+
+def test_header_check_reads_only_the_header(tmp_path):
+    from tasks.checkpoint_source import RemoteSource
+    from tasks.safetensors_header import read_safetensors_header
+
+    save_file({"big": np.ones(1 << 20, dtype=np.float32)}, str(tmp_path / "big.safetensors"))
+    fs = _to_memory_fs(tmp_path, "/b")
+    source = RemoteSource(fs, "/b/big.safetensors")
+    read = []
+    original = source.read_at
+    source.read_at = lambda offset, length: read.append(length) or original(offset, length)
+    header, findings = read_safetensors_header(source, "big.safetensors")
+    assert findings == [] and header.tensors[0].length == 4 << 20
+    assert sum(read) < 4096  # of a 4 MiB file
