@@ -50,10 +50,13 @@ class LocalSource:
         return open(self.path, "rb")  # noqa: SIM115 - the caller closes it
 
     def close(self) -> None:
-        self._view.release()
-        if self._map is not None:
-            self._map.close()
         os.close(self._fd)
+        try:
+            self._view.release()
+            if self._map is not None:
+                self._map.close()
+        except BufferError:  # a caller still holds a slice: the mapping goes when it is collected
+            pass
 
 
 class RemoteSource:
@@ -63,6 +66,7 @@ class RemoteSource:
         self.fs, self.path = fs, path
         self.size = int(size if size is not None else fs.size(path))
         self._file = fs.open(path, "rb", block_size=STREAM_CHUNK, cache_type="none")
+        self._block, self._block_start = memoryview(b""), 0
 
     def read_at(self, offset: int, length: int) -> bytes:
         length = max(0, min(length, self.size - offset))
@@ -71,14 +75,21 @@ class RemoteSource:
         self._file.seek(offset)
         return self._file.read(length)
 
-    def iter_range(self, start: int, end: int, chunk: int = STREAM_CHUNK) -> Iterator[bytes]:
+    def iter_range(self, start: int, end: int, chunk: int = STREAM_CHUNK) -> Iterator[memoryview]:
+        """Slices of ``chunk``-sized ranged reads; tensors are visited in file order, so a run of
+        small tensors shares one request instead of costing one each."""
         pos = start
         while pos < end:
-            data = self.read_at(pos, min(chunk, end - pos))
-            if not data:
-                raise OSError(f"{self.path}: read returned nothing at byte {pos} of {self.size}")
-            pos += len(data)
-            yield data
+            rel = pos - self._block_start
+            if not (0 <= rel < len(self._block)):
+                self._block_start = pos
+                self._block = memoryview(self.read_at(pos, chunk))
+                if not self._block:
+                    raise OSError(f"{self.path}: read returned nothing at byte {pos} of {self.size}")
+                rel = 0
+            piece = self._block[rel : rel + (end - pos)]
+            pos += len(piece)
+            yield piece
 
     def fileobj(self):  # noqa: ANN201
         return self.fs.open(self.path, "rb", block_size=1024 * 1024)
