@@ -105,7 +105,8 @@ def verify_checkpoint(
     if results and options.manifest is not ManifestMode.off:
         all_findings = [f for r in results for f in r.findings] + extra
         manifest_action, found = _manifest_step(
-            primary, location.prefix, options, recorded, build_manifest(results, algorithm), all_findings
+            primary, location.prefix, options, recorded, build_manifest(results, algorithm), all_findings,
+            unreadable=bool(manifest_findings),
         )
         extra += found
 
@@ -140,11 +141,10 @@ def _verify_location(
     target: StorageTarget, prefix: str, settings: VerifySettings, exclude: list[str], batch_size: int
 ) -> tuple[list[FileResult], list[Finding]]:
     files = list_files(target, prefix, exclude)
-    where = prefix or target.url
     if not files:
-        return [], [finding(FindingKind.empty_prefix, where, f"no files under {target.url} prefix {prefix!r}")]
+        return [], [finding(FindingKind.empty_prefix, "", f"no files under {target.url} prefix {prefix!r}")]
     if not checkpoint_dirs([f.path for f in files]):
-        return [], [finding(FindingKind.no_checkpoint_found, where, f"{len(files)} files, none of them safetensors, GGUF or a pickle checkpoint")]
+        return [], [finding(FindingKind.no_checkpoint_found, "", f"{len(files)} files under {target.url} prefix {prefix!r}, none of them safetensors, GGUF or a pickle checkpoint")]
     futures = [verify_batch.submit(target, prefix, files[i : i + batch_size], settings) for i in range(0, len(files), batch_size)]
     results = [r for fut in futures for r in fut.result()]
     return results, cross_check_indexes(results)
@@ -164,12 +164,14 @@ def _load_recorded_manifest(target: StorageTarget, prefix: str, options: VerifyO
 
 def _manifest_step(
     target: StorageTarget, prefix: str, options: VerifyOptions, recorded: IntegrityManifest | None,
-    current: IntegrityManifest, findings_so_far: list[Finding],
+    current: IntegrityManifest, findings_so_far: list[Finding], *, unreadable: bool = False,
 ) -> tuple[str, list[Finding]]:
     if recorded is not None:
         return "checked", compare_manifests(recorded, current)
     if options.manifest is ManifestMode.check:
         return "missing or invalid", []
+    if unreadable:  # never overwrite a manifest we could not read: it may be the only record
+        return "invalid (left untouched)", []
     if any(f.severity.rank >= 2 for f in findings_so_far):
         return "not written (checkpoint has findings)", []
     path = write_manifest(target, prefix, options.manifest_path, current)

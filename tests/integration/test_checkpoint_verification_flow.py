@@ -189,3 +189,20 @@ def test_deployment_runs_through_the_worker(deployed: PlatformSettings, checkpoi
     )
     assert run.state is not None and run.state.is_completed(), run.state
     assert region_a.filesystem().exists(region_a.path(prefix, "checkpoint-manifest.json"))
+
+
+def test_invalid_manifest_is_a_finding_and_never_overwritten(platform: PlatformSettings, checkpoint_dir: Path) -> None:
+    manifest = checkpoint_dir / "checkpoint-manifest.json"
+    manifest.write_text("{not a manifest")
+    target = StorageTarget(url=checkpoint_dir.as_uri())
+    state = verify_checkpoint(CheckpointLocation(), target=target, return_state=True)
+    assert state.is_failed()
+    report = report_of(state)
+    assert [f.kind for f in report.findings] == [K.manifest_invalid]
+    assert report.manifest_action == "invalid (left untouched)"
+    assert manifest.read_text() == "{not a manifest"
+
+    manifest.unlink()
+    state = verify_checkpoint(CheckpointLocation(), VerifyOptions(manifest=ManifestMode.check), target=target, return_state=True)
+    assert [f.kind for f in report_of(state).findings] == [K.manifest_invalid]
+    assert not manifest.exists()
