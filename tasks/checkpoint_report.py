@@ -9,7 +9,7 @@ from enum import Enum
 
 from pydantic import BaseModel, Field
 
-from tasks.checkpoint_findings import Finding, FindingKind, Severity
+from tasks.checkpoint_findings import Finding, FindingKind
 from tasks.checkpoint_verifier import FileResult, checkpoint_of, file_format
 
 
