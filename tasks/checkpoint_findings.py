@@ -36,7 +36,6 @@ class FindingKind(str, Enum):
     header_not_utf8 = "header_not_utf8"
     header_bad_start = "header_bad_start"            # header does not begin with '{'
     header_invalid_json = "header_invalid_json"
-    header_not_object = "header_not_object"
     duplicate_tensor = "duplicate_tensor"
     metadata_not_strings = "metadata_not_strings"    # __metadata__ is not a str -> str map
     tensor_invalid_info = "tensor_invalid_info"      # dtype/shape/data_offsets missing or mistyped

@@ -78,9 +78,7 @@ def read_safetensors_header(source: ByteSource, file: str) -> tuple[SafetensorsH
         parsed = json.loads(text, object_pairs_hook=_pairs_keep_duplicates)
     except json.JSONDecodeError as exc:
         return None, [finding(FindingKind.header_invalid_json, file, f"header JSON: {exc.msg} at char {exc.pos}", offset=8 + exc.pos)]
-    if not isinstance(parsed, _Pairs):
-        return None, [finding(FindingKind.header_not_object, file, f"header JSON is a {type(parsed).__name__}", offset=8)]
-    return _validate(parsed, n, size, file)
+    return _validate(parsed, n, size, file)  # valid JSON starting with '{' is an object: _Pairs
 
 
 def _validate(pairs: _Pairs, n: int, size: int, file: str) -> tuple[SafetensorsHeader | None, list[Finding]]:
@@ -150,6 +148,7 @@ def _validate(pairs: _Pairs, n: int, size: int, file: str) -> tuple[SafetensorsH
             continue
         if nbits % 8:
             findings.append(finding(FindingKind.tensor_misaligned_bits, file, f"{nelements} x {DTYPE_BITS[dtype]} bits is not a whole number of bytes", tensor=name, offset=abs_start))
+            usable = False
             continue
         if end - start != nbits // 8:
             findings.append(finding(FindingKind.tensor_size_mismatch, file, f"{end - start} bytes for shape {list(shape)} {dtype}, which needs {nbits // 8}", tensor=name, offset=abs_start))

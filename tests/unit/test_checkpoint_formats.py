@@ -66,7 +66,8 @@ CORRUPT_CASES = {
     "missing_bytes": (lambda p: corpus.raw_safetensors(p, _valid_header(), bytes(18)), K.missing_bytes),
     "trailing_bytes": (lambda p: corpus.raw_safetensors(p, _valid_header(), bytes(24)), K.trailing_bytes),
     "duplicate_tensor": (lambda p: corpus.raw_safetensors(p, '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', bytes(4)), K.duplicate_tensor),
-    "header_not_object": (lambda p: corpus.raw_safetensors(p, b"[1, 2]"), K.header_bad_start),
+    "header_is_array": (lambda p: corpus.raw_safetensors(p, b"[1, 2]"), K.header_bad_start),
+    "tensor_misaligned_bits": (lambda p: corpus.raw_safetensors(p, {"a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 2]}}, bytes(2)), K.tensor_misaligned_bits),
     "offsets_inverted": (lambda p: corpus.raw_safetensors(p, {"a": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}}, bytes(8)), K.offsets_inverted),
     "tensor_invalid_info": (lambda p: corpus.raw_safetensors(p, {"a": {"dtype": "F32", "shape": "2x2", "data_offsets": [0, 16]}}, bytes(16)), K.tensor_invalid_info),
 }
