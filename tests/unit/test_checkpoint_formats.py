@@ -1,0 +1,309 @@
+"""Each corrupt file yields exactly its named finding; each clean one passes (structure checks)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+import safetensors
+from safetensors.numpy import load_file
+
+from tasks.checkpoint_findings import FindingKind as K
+from tasks.checkpoint_source import LocalSource
+from tasks.checkpoint_verifier import CheckpointFile, VerifySettings, cross_check_indexes, list_checkpoint_files, verify_files
+from tasks.gguf_header import read_gguf_header
+from tasks.pickle_scan import scan_pickle_file
+from tasks.safetensors_header import read_safetensors_header
+from tests import checkpoint_corpus as corpus
+
+
+def st_kinds(path: Path) -> list[K]:
+    src = LocalSource(str(path))
+    try:
+        _, findings = read_safetensors_header(src, path.name)
+    finally:
+        src.close()
+    return [f.kind for f in findings]
+
+
+def reference_rejects(path: Path) -> bool:
+    try:
+        load_file(str(path))
+    except (safetensors.SafetensorError, Exception):  # noqa: BLE001 - the oracle raises several types
+        return True
+    return False
+
+
+# ------------------------------------------------------------------ safetensors, one file
+
+def test_clean_single_file_passes_and_reference_agrees(tmp_path):
+    path = corpus.write_single(tmp_path)
+    assert st_kinds(path) == []
+    assert not reference_rejects(path)
+
+
+def _valid_header():
+    return {"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}, "b": {"dtype": "I8", "shape": [4], "data_offsets": [16, 20]}}
+
+
+CORRUPT_CASES = {
+    "header_too_small": (lambda p: p.write_bytes(b"\x01\x02\x03"), K.header_too_small),
+    "header_too_large": (lambda p: p.write_bytes(struct.pack("<Q", 100_000_001) + b"{}"), K.header_too_large),
+    "header_length_past_eof": (lambda p: corpus.raw_safetensors(p, b"{}", length=500), K.header_length_past_eof),
+    "header_not_utf8": (lambda p: corpus.raw_safetensors(p, b'{"a\xff\xfe": 1}'), K.header_not_utf8),
+    "header_bad_start": (lambda p: corpus.raw_safetensors(p, b' {"a": 1}'), K.header_bad_start),
+    "header_invalid_json": (lambda p: corpus.raw_safetensors(p, b'{"a": {"dtype": "F32",'), K.header_invalid_json),
+    "unknown_dtype": (lambda p: corpus.raw_safetensors(p, {"a": {"dtype": "F17", "shape": [2], "data_offsets": [0, 4]}}, bytes(4)), K.unknown_dtype),
+    "metadata_not_strings": (lambda p: corpus.raw_safetensors(p, {"__metadata__": {"step": 5}, **_valid_header()}, bytes(20)), K.metadata_not_strings),
+    "offsets_gap": (lambda p: corpus.raw_safetensors(p, {"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}, "b": {"dtype": "I8", "shape": [4], "data_offsets": [20, 24]}}, bytes(24)), K.offsets_gap),
+    "offsets_overlap": (lambda p: corpus.raw_safetensors(p, {"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}, "b": {"dtype": "I8", "shape": [4], "data_offsets": [12, 16]}}, bytes(16)), K.offsets_overlap),
+    "tensor_size_mismatch": (lambda p: corpus.raw_safetensors(p, {"a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 16]}}, bytes(16)), K.tensor_size_mismatch),
+    "validation_overflow": (lambda p: corpus.raw_safetensors(p, {"a": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 16]}}, bytes(16)), K.validation_overflow),
+    "missing_bytes": (lambda p: corpus.raw_safetensors(p, _valid_header(), bytes(18)), K.missing_bytes),
+    "trailing_bytes": (lambda p: corpus.raw_safetensors(p, _valid_header(), bytes(24)), K.trailing_bytes),
+    "duplicate_tensor": (lambda p: corpus.raw_safetensors(p, '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', bytes(4)), K.duplicate_tensor),
+    "header_is_array": (lambda p: corpus.raw_safetensors(p, b"[1, 2]"), K.header_bad_start),
+    "tensor_misaligned_bits": (lambda p: corpus.raw_safetensors(p, {"a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 2]}}, bytes(2)), K.tensor_misaligned_bits),
+    "offsets_inverted": (lambda p: corpus.raw_safetensors(p, {"a": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}}, bytes(8)), K.offsets_inverted),
+    "tensor_invalid_info": (lambda p: corpus.raw_safetensors(p, {"a": {"dtype": "F32", "shape": "2x2", "data_offsets": [0, 16]}}, bytes(16)), K.tensor_invalid_info),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT_CASES))
+def test_each_corrupt_safetensors_yields_exactly_its_kind(tmp_path, case):
+    make, kind = CORRUPT_CASES[case]
+    path = tmp_path / "bad.safetensors"
+    make(path)
+    assert st_kinds(path) == [kind]
+
+
+@pytest.mark.parametrize("case", sorted(set(CORRUPT_CASES) - {"duplicate_tensor"}))
+def test_reference_loader_also_rejects_each_corrupt_case(tmp_path, case):
+    # The oracle: every structural case we flag, the reference loader refuses too
+    # (except duplicate names, which serde silently collapses: our extra check).
+    make, _ = CORRUPT_CASES[case]
+    path = tmp_path / "bad.safetensors"
+    make(path)
+    assert reference_rejects(path)
+
+
+def test_truncated_real_file_is_missing_bytes(tmp_path):
+    path = corpus.write_single(tmp_path)
+    corpus.truncate(path, 7)
+    kinds = st_kinds(path)
+    assert kinds == [K.missing_bytes]
+
+
+def test_finding_carries_file_tensor_and_offset(tmp_path):
+    path = corpus.raw_safetensors(tmp_path / "x.safetensors", {"a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 16]}}, bytes(16))
+    src = LocalSource(str(path))
+    _, findings = read_safetensors_header(src, "x.safetensors")
+    src.close()
+    (f,) = findings
+    assert (f.file, f.tensor) == ("x.safetensors", "a")
+    n = struct.unpack("<Q", path.read_bytes()[:8])[0]
+    assert f.offset == 8 + n
+    assert "24" in f.detail  # the size shape x dtype needs
+
+
+# ------------------------------------------------------------------ sharded
+
+def _verify_dir(directory: Path, **settings):
+    fs = fsspec.filesystem("file")
+    files = list_checkpoint_files(fs, str(directory))
+    results = verify_files(fs, str(directory), files, VerifySettings(**settings))
+    return results, cross_check_indexes(results)
+
+
+def test_clean_sharded_checkpoint_passes(tmp_path):
+    corpus.write_sharded(tmp_path)
+    results, cross = _verify_dir(tmp_path, compute_hashes=False)
+    assert [f for r in results for f in r.findings] == []
+    assert cross == []
+    assert len(results) == 4
+
+
+def test_missing_shard(tmp_path):
+    corpus.write_sharded(tmp_path)
+    (tmp_path / "model-00002-of-00003.safetensors").unlink()
+    _, cross = _verify_dir(tmp_path, compute_hashes=False)
+    assert [(f.kind, f.file) for f in cross] == [(K.shard_missing, "model-00002-of-00003.safetensors")]
+
+
+def test_shard_with_tensor_the_index_does_not_list(tmp_path):
+    index = corpus.write_sharded(tmp_path)
+    doc = json.loads(index.read_text())
+    dropped = sorted(k for k, v in doc["weight_map"].items() if v.startswith("model-00001"))[0]
+    del doc["weight_map"][dropped]
+    doc["metadata"]["total_size"] -= load_file(str(tmp_path / "model-00001-of-00003.safetensors"))[dropped].nbytes
+    index.write_text(json.dumps(doc))
+    _, cross = _verify_dir(tmp_path, compute_hashes=False)
+    assert [(f.kind, f.tensor) for f in cross] == [(K.shard_unlisted_tensor, dropped)]
+
+
+def test_index_assigns_tensor_the_shard_lacks(tmp_path):
+    index = corpus.write_sharded(tmp_path)
+    doc = json.loads(index.read_text())
+    doc["weight_map"]["ghost.weight"] = "model-00003-of-00003.safetensors"
+    index.write_text(json.dumps(doc))
+    _, cross = _verify_dir(tmp_path, compute_hashes=False)
+    assert [(f.kind, f.tensor) for f in cross] == [(K.shard_missing_tensor, "ghost.weight")]
+
+
+def test_wrong_total_size(tmp_path):
+    index = corpus.write_sharded(tmp_path)
+    doc = json.loads(index.read_text())
+    doc["metadata"]["total_size"] += 1
+    index.write_text(json.dumps(doc))
+    _, cross = _verify_dir(tmp_path, compute_hashes=False)
+    assert [f.kind for f in cross] == [K.total_size_mismatch]
+
+
+def test_stray_shard(tmp_path):
+    corpus.write_sharded(tmp_path)
+    corpus.write_single(tmp_path, name="model-00004-of-00003.safetensors")
+    _, cross = _verify_dir(tmp_path, compute_hashes=False)
+    assert [(f.kind, f.file) for f in cross] == [(K.stray_shard, "model-00004-of-00003.safetensors")]
+
+
+def test_index_not_json_and_broken_shard_do_not_stop_the_others(tmp_path):
+    sub_a, sub_b = tmp_path / "a", tmp_path / "b"
+    corpus.write_sharded(sub_a)
+    (sub_a / "model.safetensors.index.json").write_text("{not json")
+    corpus.write_sharded(sub_b)
+    corpus.truncate(sub_b / "model-00001-of-00003.safetensors", 3)
+    results, cross = _verify_dir(tmp_path, compute_hashes=False)
+    by = {r.path: [f.kind for f in r.findings] for r in results}
+    assert by["a/model.safetensors.index.json"] == [K.index_invalid_json]
+    assert by["b/model-00001-of-00003.safetensors"] == [K.missing_bytes]
+    assert cross == []  # the truncated shard's header still matches the index: its own finding says it all
+    assert by["b/model-00002-of-00003.safetensors"] == []
+
+
+def test_unreadable_file_is_a_finding(tmp_path):
+    corpus.write_single(tmp_path)
+    fs = fsspec.filesystem("file")
+    missing = CheckpointFile(path="gone.safetensors", size=10)
+    results = verify_files(fs, str(tmp_path), [missing, CheckpointFile(path="model.safetensors", size=(tmp_path / "model.safetensors").stat().st_size)], VerifySettings())
+    assert [f.kind for f in results[0].findings] == [K.file_unreadable]
+    assert results[1].findings == [] and results[1].digest is not None
+
+
+def test_shard_with_broken_header_is_unreadable_for_the_index(tmp_path):
+    corpus.write_sharded(tmp_path)
+    corpus.raw_safetensors(tmp_path / "model-00003-of-00003.safetensors", b"{broken")
+    results, cross = _verify_dir(tmp_path, compute_hashes=False)
+    assert [f.kind for r in results for f in r.findings] == [K.header_invalid_json]
+    assert [(f.kind, f.file) for f in cross] == [(K.shard_unreadable, "model-00003-of-00003.safetensors")]
+
+
+# ------------------------------------------------------------------ GGUF
+
+def gguf_kinds(path: Path) -> list[K]:
+    src = LocalSource(str(path))
+    try:
+        return [f.kind for f in read_gguf_header(src, path.name)[1]]
+    finally:
+        src.close()
+
+
+def test_real_smollm2_gguf_verifies_clean():
+    from deployments.stack.model_file import smollm2_gguf_path
+
+    path = smollm2_gguf_path()
+    src = LocalSource(str(path))
+    header, findings = read_gguf_header(src, path.name)
+    src.close()
+    assert findings == []
+    assert header.tensor_count == len(header.tensors) > 100
+    assert header.metadata["general.architecture"] == "llama"
+    assert max(t.start + t.length for t in header.tensors) == path.stat().st_size  # data ends exactly at EOF
+
+
+def test_small_gguf_clean(tmp_path):
+    assert gguf_kinds(corpus.write_gguf(tmp_path / "m.gguf")) == []
+
+
+@pytest.mark.parametrize("kwargs,kind", [
+    ({"magic": b"GGML"}, K.gguf_bad_magic),
+    ({"version": 9}, K.gguf_bad_version),
+    ({"truncate_header": True}, K.gguf_truncated),
+    ({"misalign": True}, K.gguf_offset_misaligned),
+    ({"out_of_bounds": True}, K.gguf_offset_out_of_bounds),
+])
+def test_corrupt_gguf(tmp_path, kwargs, kind):
+    assert gguf_kinds(corpus.write_gguf(tmp_path / "m.gguf", **kwargs)) == [kind]
+
+
+def test_gguf_implausible_count(tmp_path):
+    path = corpus.write_gguf(tmp_path / "m.gguf")
+    raw = bytearray(path.read_bytes())
+    raw[8:16] = struct.pack("<Q", 2**40)
+    path.write_bytes(raw)
+    assert gguf_kinds(path) == [K.gguf_implausible_count]
+
+
+# ------------------------------------------------------------------ pickle
+
+def pickle_findings(path: Path):
+    with open(path, "rb") as fh:
+        return scan_pickle_file(fh, path.name)
+
+
+def test_clean_torch_style_zip_and_bare_pickle_pass(tmp_path):
+    zipped = corpus.torch_zip(tmp_path / "pytorch_model.bin", corpus.torch_state_dict_pickle())
+    bare = tmp_path / "legacy.pt"
+    bare.write_bytes(corpus.torch_state_dict_pickle() + np.ones(8, dtype=np.float32).tobytes())
+    assert pickle_findings(zipped) == []
+    assert pickle_findings(bare) == []
+
+
+@pytest.mark.parametrize("module,name", [
+    ("os", "system"), ("posix", "system"), ("subprocess", "Popen"), ("subprocess", "check_output"),
+    ("builtins", "eval"), ("builtins", "exec"), ("builtins", "getattr"), ("builtins", "__import__"),
+    ("__builtin__", "eval"), ("socket", "create_connection"), ("runpy", "_run_code"), ("shutil", "rmtree"),
+])
+def test_dangerous_import_is_named(tmp_path, module, name):
+    path = corpus.torch_zip(tmp_path / "evil.ckpt", corpus.malicious_pickle(module, name))
+    findings = pickle_findings(path)
+    assert [f.kind for f in findings] == [K.pickle_dangerous_global]
+    assert f"{module}.{name}" in findings[0].detail
+    assert "archive/data.pkl" in findings[0].detail
+
+
+def test_unallowed_import_is_named(tmp_path):
+    path = tmp_path / "odd.pt"
+    path.write_bytes(corpus.malicious_pickle("mypackage.helpers", "make_model"))
+    findings = pickle_findings(path)
+    assert [f.kind for f in findings] == [K.pickle_unallowed_global]
+    assert "mypackage.helpers.make_model" in findings[0].detail
+
+
+def test_stack_global_from_real_pickle_dumps(tmp_path):
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(corpus.stack_global_pickle())
+    findings = pickle_findings(path)
+    assert [f.kind for f in findings] == [K.pickle_dangerous_global]
+    assert "system" in findings[0].detail
+
+
+def test_payload_after_a_clean_pickle_is_found(tmp_path):
+    path = tmp_path / "two.bin"
+    path.write_bytes(corpus.torch_state_dict_pickle() + corpus.malicious_pickle("os", "system"))
+    assert [f.kind for f in pickle_findings(path)] == [K.pickle_dangerous_global]
+
+
+def test_not_a_pickle(tmp_path):
+    path = tmp_path / "junk.bin"
+    path.write_bytes(b"\xff\x00garbage")
+    assert [f.kind for f in pickle_findings(path)] == [K.pickle_invalid]
+
+
+def test_broken_zip(tmp_path):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(corpus.zip_bytes(corpus.torch_state_dict_pickle())[:40])
+    assert [f.kind for f in pickle_findings(path)] == [K.zip_invalid]

@@ -1,0 +1,198 @@
+"""Hashes, the integrity manifest, replica comparison and tensor statistics (no server)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import blake3
+import fsspec
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from tasks.checkpoint_findings import FindingKind as K
+from tasks.checkpoint_manifest import HashAlgorithm, IntegrityManifest, compare_manifests, parse_manifest
+from tasks.checkpoint_report import Verdict, build_report, checkpoint_dirs
+from tasks.checkpoint_verifier import VerifySettings, build_manifest, cross_check_indexes, list_checkpoint_files, verify_files
+from tests import checkpoint_corpus as corpus
+
+
+def run(directory: Path, **settings):
+    fs = fsspec.filesystem("file")
+    files = list_checkpoint_files(fs, str(directory))
+    return verify_files(fs, str(directory), files, VerifySettings(**settings))
+
+
+def manifest_of(directory: Path, algorithm=HashAlgorithm.blake3) -> IntegrityManifest:
+    return build_manifest(run(directory, hash_algorithm=algorithm), algorithm)
+
+
+@pytest.mark.parametrize("algorithm", list(HashAlgorithm))
+def test_whole_file_digest_matches_the_standard_tools(tmp_path, algorithm):
+    gguf = corpus.write_gguf(tmp_path / "m.gguf")
+    (tmp_path / "config.json").write_text('{"a": 1}')
+    m = manifest_of(tmp_path, algorithm)
+    raw = gguf.read_bytes()
+    want = blake3.blake3(raw).hexdigest() if algorithm is HashAlgorithm.blake3 else hashlib.sha256(raw).hexdigest()
+    assert m.files["m.gguf"].digest == want and m.files["m.gguf"].layout == "whole"
+    tool = {"blake3": "b3sum", "sha256": "sha256sum"}[algorithm.value]
+    if shutil.which(tool):
+        assert subprocess.run([tool, str(gguf)], capture_output=True, text=True, check=True).stdout.split()[0] == want
+
+
+def test_safetensors_get_per_tensor_digests(tmp_path):
+    path = corpus.write_single(tmp_path)
+    m = manifest_of(tmp_path)
+    fd = m.files["model.safetensors"]
+    assert fd.layout == "segments" and len(fd.tensors) == 8
+    raw = path.read_bytes()
+    for t in fd.tensors.values():
+        assert t.digest == blake3.blake3(raw[t.offset : t.offset + t.length]).hexdigest()
+
+
+def test_one_flipped_bit_names_its_tensor(tmp_path):
+    corpus.write_sharded(tmp_path)
+    before = manifest_of(tmp_path)
+    shard = "model-00002-of-00003.safetensors"
+    target_name, target = sorted(before.files[shard].tensors.items())[1]
+    corpus.flip_bit(tmp_path / shard, target.offset + target.length // 2, bit=3)
+    results = run(tmp_path)
+    assert [f for r in results for f in r.findings] == []  # structurally still fine
+    findings = compare_manifests(before, build_manifest(results, HashAlgorithm.blake3))
+    assert [(f.kind, f.file, f.tensor) for f in findings] == [(K.manifest_tensor_differs, shard, target_name)]
+    assert findings[0].offset == target.offset
+
+
+def test_manifest_names_missing_extra_and_changed_files(tmp_path):
+    corpus.write_sharded(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    before = manifest_of(tmp_path)
+    (tmp_path / "config.json").write_text('{"changed": true}')
+    (tmp_path / "model-00003-of-00003.safetensors").unlink()
+    (tmp_path / "notes.txt").write_text("new")
+    after = manifest_of(tmp_path)
+    got = {(f.kind, f.file) for f in compare_manifests(before, after)}
+    assert got == {
+        (K.manifest_file_differs, "config.json"),
+        (K.manifest_file_missing, "model-00003-of-00003.safetensors"),
+        (K.manifest_file_extra, "notes.txt"),
+    }
+
+
+def test_replica_kinds_and_labels(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    corpus.write_single(a)
+    corpus.write_single(b)
+    save_file({"x": np.ones(3, dtype=np.float32)}, str(b / "extra.safetensors"))
+    ma, mb = manifest_of(a), manifest_of(b)
+    assert ma.files["model.safetensors"] == mb.files["model.safetensors"]
+    findings = compare_manifests(ma, mb, replica="region-b")
+    assert [(f.kind, f.file) for f in findings] == [(K.replica_file_extra, "region-b:extra.safetensors")]
+
+
+def test_manifest_round_trip_and_invalid(tmp_path):
+    corpus.write_single(tmp_path)
+    m = manifest_of(tmp_path)
+    parsed, findings = parse_manifest(m.to_json(), "m.json")
+    assert findings == [] and parsed == m
+    assert compare_manifests(m, parsed) == []
+    bad, findings = parse_manifest(b'{"files": 3}', "m.json")
+    assert bad is None and [f.kind for f in findings] == [K.manifest_invalid]
+
+
+def test_manifest_json_is_stable_and_readable(tmp_path):
+    corpus.write_single(tmp_path)
+    doc = json.loads(manifest_of(tmp_path).to_json())
+    assert doc["algorithm"] == "blake3"
+    assert set(doc["files"]["model.safetensors"]["tensors"]["layers.0.weight"]) == {"offset", "length", "digest"}
+
+
+# ------------------------------------------------------------------ statistics
+
+def test_tensor_statistics_nan_inf_zero(tmp_path):
+    f32 = np.ones(64, dtype=np.float32)
+    f32[3] = np.nan
+    f16 = np.ones(16, dtype=np.float16)
+    f16[0] = np.inf
+    save_file({"nan": f32, "inf": f16, "zero": np.zeros((4, 4), dtype=np.int32), "fine": np.arange(1, 9, dtype=np.float64)},
+              str(tmp_path / "model.safetensors"))
+    (r,) = run(tmp_path, tensor_stats=True)
+    got = sorted((f.kind, f.tensor) for f in r.findings)
+    assert got == sorted([(K.tensor_nan, "nan"), (K.tensor_inf, "inf"), (K.tensor_all_zero, "zero")])
+    report = build_report("x", [r], [], hash_algorithm="blake3", manifest_action="off")
+    assert report.verdict is Verdict.warning and not report.failed
+    (r,) = run(tmp_path, tensor_stats=False)
+    assert r.findings == []
+
+
+def test_bf16_statistics(tmp_path):
+    from tasks.tensor_statistics import TensorStats
+
+    bits = np.array([0x3F80, 0x7FC0, 0x7F80, 0xFF80, 0x0000], dtype=np.uint16)  # 1.0, NaN, +Inf, -Inf, 0
+    stats = TensorStats("w", "BF16", 100)
+    stats.add(bits.tobytes())
+    assert (stats.nan, stats.inf, stats.nonzero) == (1, 2, True)
+
+
+# ------------------------------------------------------------------ report
+
+def test_report_verdicts_per_file_and_checkpoint(tmp_path):
+    corpus.write_sharded(tmp_path / "good")
+    corpus.write_single(tmp_path / "bad")
+    corpus.truncate(tmp_path / "bad" / "model.safetensors", 1)
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "model.pt").write_bytes(corpus.malicious_pickle("os", "system"))
+    results = run(tmp_path)
+    report = build_report(str(tmp_path), results, cross_check_indexes(results), hash_algorithm="blake3", manifest_action="written")
+    verdicts = {c.checkpoint: c.verdict for c in report.checkpoints}
+    assert verdicts == {"good": Verdict.ok, "bad": Verdict.corrupt, "evil": Verdict.dangerous}
+    assert report.verdict is Verdict.dangerous and report.failed
+    md = report.markdown()
+    assert "missing_bytes" in md and "os.system" in md and "Traceback" not in md
+    rows = report.table_rows()
+    assert {r["kind"] for r in rows} >= {"missing_bytes", "pickle_dangerous_global"}
+    assert checkpoint_dirs([r.path for r in results]) == ["bad", "evil", "good"]
+
+
+# ------------------------------------------------------------------ remote (ranged) reads
+
+def _to_memory_fs(local: Path, root: str):
+    fs = fsspec.filesystem("memory", skip_instance_cache=True)
+    fs.store.clear()
+    for path in local.rglob("*"):
+        if path.is_file():
+            fs.pipe_file(f"{root}/{path.relative_to(local)}", path.read_bytes())
+    return fs
+
+
+def test_remote_source_gives_the_same_verdicts_and_digests(tmp_path):
+    corpus.write_sharded(tmp_path / "ckpt")
+    corpus.torch_zip(tmp_path / "ckpt" / "extra.pt", corpus.malicious_pickle("os", "system"))
+    local = run(tmp_path / "ckpt")
+    fs = _to_memory_fs(tmp_path / "ckpt", "/bucket/ckpt")
+    files = list_checkpoint_files(fs, "/bucket/ckpt")
+    remote = verify_files(fs, "/bucket/ckpt", files, VerifySettings())
+    assert [(r.path, r.digest, [f.kind for f in r.findings]) for r in remote] == [
+        (r.path, r.digest, [f.kind for f in r.findings]) for r in local
+    ]
+    assert [f.kind for r in remote for f in r.findings] == [K.pickle_dangerous_global]
+
+
+def test_header_check_reads_only_the_header(tmp_path):
+    from tasks.checkpoint_source import RemoteSource
+    from tasks.safetensors_header import read_safetensors_header
+
+    save_file({"big": np.ones(1 << 20, dtype=np.float32)}, str(tmp_path / "big.safetensors"))
+    fs = _to_memory_fs(tmp_path, "/b")
+    source = RemoteSource(fs, "/b/big.safetensors")
+    read = []
+    original = source.read_at
+    source.read_at = lambda offset, length: read.append(length) or original(offset, length)
+    header, findings = read_safetensors_header(source, "big.safetensors")
+    assert findings == [] and header.tensors[0].length == 4 << 20
+    assert sum(read) < 4096  # of a 4 MiB file
