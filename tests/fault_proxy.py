@@ -117,7 +117,9 @@ class FaultProxy:
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
             self.counts["forwarded"] += 1
             if request.method == "HEAD":  # keep the object's Content-Length; there is no body
-                response = web.Response(status=upstream.status, headers=out_headers)
+                response = web.StreamResponse(status=upstream.status, headers=out_headers)
                 response.content_length = int(upstream.headers.get("Content-Length", 0))
+                await response.prepare(request)
+                await response.write_eof()
                 return response
             return web.Response(status=upstream.status, body=payload, headers=out_headers)
