@@ -143,9 +143,10 @@ def main() -> int:
     ports = free_port(), free_port()
     procs = [start_moto(p, work / f"moto-{p}.log") for p in ports]
     src, dst = (f"http://127.0.0.1:{p}" for p in ports)
-    env = {**os.environ, "PREFECT_HOME": str(work / "prefect"), "PREFECT_API_URL": "",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
-    env.pop("PREFECT_API_URL")
+    # The project side runs against its own throwaway Prefect server (ephemeral mode).
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update({"PREFECT_HOME": str(work / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"})
     try:
         a, b = client(src), client(dst)
         a.create_bucket(Bucket=SRC_BUCKET)

@@ -180,7 +180,7 @@ def test_bad_input_is_refused_before_anything_is_copied(platform: PlatformSettin
 
 def test_sigkill_mid_run_then_rerun_is_identical_and_never_shows_a_partial_object(platform: PlatformSettings, tmp_path: Path) -> None:
     pair = make_pair(platform, "sigkill")
-    objects = seeded_objects(400, seed=7, sizes=(1000, 40_000), large=[30 * MIB, 30 * MIB])
+    objects = seeded_objects(300, seed=7, sizes=(1000, 40_000), large=[25 * MIB, 25 * MIB])
     put_all(pair.a, platform.region_a.bucket, pair.prefix, objects)
     expected = {k: (len(v), md5(v)) for k, v in objects.items()}
     resume_dir = tmp_path / "uploads"
