@@ -18,6 +18,7 @@ from datetime import timedelta
 from prefect.automations import Automation, EventTrigger, Posture, RunDeployment
 from prefect.client.orchestration import get_client
 from prefect.events import emit_event
+from prefect.events.schemas.automations import AutomationCore
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments.settings import PlatformSettings
@@ -68,14 +69,12 @@ def apply_automations(settings: PlatformSettings) -> list[str]:
         names = []
         for automation in declared(client):
             existing = client.read_automations_by_name(automation.name)
-            core = automation.model_dump(exclude={"id"})
-            from prefect.events.schemas.automations import AutomationCore
-
+            core = AutomationCore(**automation.model_dump(exclude={"id"}))
             if existing:
-                client.update_automation(existing[0].id, AutomationCore(**core))
+                client.update_automation(existing[0].id, core)
                 for duplicate in existing[1:]:
                     client.delete_automation(duplicate.id)
             else:
-                client.create_automation(AutomationCore(**core))
+                client.create_automation(core)
             names.append(automation.name)
         return names

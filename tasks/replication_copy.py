@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import BoundedSemaphore
@@ -55,7 +56,8 @@ class CopySettings:
     multipart_threshold: int = 16 * MIB
     part_size: int = 8 * MIB
     concurrency: int = 16
-    large_concurrency: int = 4  # objects streamed in parts at once (bounds memory: x part_size)
+    large_concurrency: int = 4  # objects streamed in parts at once
+    part_concurrency: int = 4  # parts of one object uploading at once (memory ~ large x (part + 1) x part_size)
     verify_readback: bool = False  # also GET every copied object and compare SHA-256
     object_attempts: int = 3  # whole-object retries on top of botocore's per-request retries
     max_request_attempts: int = 8
@@ -108,6 +110,13 @@ class ObjectCopier:
         self.src = source.client(max_attempts=settings.max_request_attempts, max_pool_connections=pool, observer=stats.observe)
         self.dst = destination.client(max_attempts=settings.max_request_attempts, max_pool_connections=pool, observer=stats.observe)
         self.resume = ResumeStore(settings.resume_dir)
+        self.part_pool = ThreadPoolExecutor(
+            max_workers=max(1, settings.large_concurrency * settings.part_concurrency), thread_name_prefix="part"
+        )
+        self._record_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.part_pool.shutdown(wait=True)
 
     # -- small objects ---------------------------------------------------------------------
     def copy_small(self, obj: ObjectInfo) -> CopyOutcome:
@@ -198,30 +207,50 @@ class ObjectCopier:
         full_md5, full_sha = hashlib.md5(), hashlib.sha256()
         part_digests: list[bytes] = []
         parts: list[dict[str, Any]] = []
+        uploads: list[Future] = []
+        in_flight = BoundedSemaphore(max(1, s.part_concurrency))
+        part_failed = threading.Event()
         read = 0
+
+        def upload(number: int, chunk: bytes, md5: bytes) -> None:
+            try:
+                up = self.dst.upload_part(
+                    Bucket=self.destination.bucket, Key=dkey, UploadId=record.upload_id, PartNumber=number,
+                    Body=chunk, ContentMD5=_b64(md5),
+                )
+                if _etag(up.get("ETag")) != md5.hex():
+                    raise VerificationFailed(f"part {number}: destination computed ETag {up.get('ETag')} for bytes with MD5 {md5.hex()}")
+                with self._record_lock:
+                    record.parts[number] = md5.hex()
+                    self.resume.save(record)
+            except BaseException:
+                part_failed.set()
+                raise
+            finally:
+                in_flight.release()
+
         try:
+            # One reader hashes the stream in order (full-object MD5/SHA-256); parts upload in parallel.
             for number in range(1, part_count + 1):
                 want = min(part_size, size - read)
                 chunk = _read_exact(body, want)
                 read += len(chunk)
-                md5 = hashlib.md5(chunk)
+                md5 = hashlib.md5(chunk).digest()
                 full_md5.update(chunk)
                 full_sha.update(chunk)
-                hex_md5 = md5.hexdigest()
-                if record.parts.get(number) != hex_md5:
-                    up = self.dst.upload_part(
-                        Bucket=self.destination.bucket, Key=dkey, UploadId=record.upload_id, PartNumber=number,
-                        Body=chunk, ContentMD5=_b64(md5.digest()),
-                    )
-                    if _etag(up.get("ETag")) != hex_md5:
-                        raise VerificationFailed(f"part {number}: destination computed ETag {up.get('ETag')} for bytes with MD5 {hex_md5}")
-                    record.parts[number] = hex_md5
-                    self.resume.save(record)
-                part_digests.append(md5.digest())
-                parts.append({"PartNumber": number, "ETag": f'"{hex_md5}"'})
+                part_digests.append(md5)
+                parts.append({"PartNumber": number, "ETag": f'"{md5.hex()}"'})
+                if record.parts.get(number) != md5.hex():
+                    in_flight.acquire()
+                    uploads.append(self.part_pool.submit(upload, number, chunk, md5))
                 del chunk
+                if part_failed.is_set():
+                    break
         finally:
             body.close()
+            errors = [f.exception() for f in uploads if f.exception() is not None]
+        if errors:
+            raise errors[0]
         if read != size:
             raise VerificationFailed(f"read {read} of {size} source bytes")
         self._check_source(full_md5.hexdigest(), src_etag, head.get("Metadata") or {}, full_sha.hexdigest())
@@ -290,7 +319,10 @@ class ObjectCopier:
 
 
 def _read_exact(body: Any, n: int) -> bytes:
-    buf = bytearray()
+    first = body.read(n)
+    if len(first) == n or not first:
+        return first
+    buf = bytearray(first)
     while len(buf) < n:
         chunk = body.read(n - len(buf))
         if not chunk:
@@ -324,8 +356,11 @@ def copy_objects(
 
     # Large objects first: they take longest, so small ones fill the pool around them.
     ordered = sorted(objects, key=lambda o: -o.size)
-    with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="replicate") as pool:
-        outcomes = list(pool.map(work, ordered))
+    try:
+        with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="replicate") as pool:
+            outcomes = list(pool.map(work, ordered))
+    finally:
+        copier.close()
     return BatchResult(
         outcomes=outcomes, retries=stats.retries, throttles=stats.throttles, server_errors=stats.server_errors,
         connection_errors=stats.connection_errors, lowest_concurrency=limiter.lowest,

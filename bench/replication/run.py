@@ -1,6 +1,7 @@
 """Benchmark: this project's `replicate` vs `rclone sync --checksum`, side by side, one run.
 
-    .venv/bin/python -m bench.replication.run            # ~15 minutes on 2 cores
+    .venv/bin/python -m bench.replication.run            # all three scenarios (~20 minutes on 2 cores)
+    .venv/bin/python -m bench.replication.run large      # only some: small,large,nochange
 
 Two local moto S3 endpoints (started here on free ports, stopped by PID at the end); same
 concurrency for both (16 transfers). Scenarios: (a) 5,000 objects of 4-64 KiB, (b) 8 objects of
@@ -137,6 +138,7 @@ def run_project(src: str, dst: str, prefix: str, env: dict[str, str], resume_dir
 
 
 def main() -> int:
+    only = set(sys.argv[1].split(",")) if len(sys.argv) > 1 else {"small", "large", "nochange"}
     if not shutil.which("rclone"):
         subprocess.run(["bash", str(ROOT / "deployments/system_packages.sh"), "rclone"], check=True)
     work = Path(tempfile.mkdtemp(prefix="llmr-bench-repl-"))
@@ -152,12 +154,15 @@ def main() -> int:
         a.create_bucket(Bucket=SRC_BUCKET)
         b.create_bucket(Bucket=DST_BUCKET)
         rows = []
-        print("seeding (a) 5,000 x 4-64 KiB ...", flush=True)
-        small_bytes = seed(a, "small", 5000, 4 * 1024, 64 * 1024, 1)
-        print("seeding (b) 8 x 128 MiB ...", flush=True)
-        large_bytes = seed_large(a, "large", 8, 128 * MIB)
-        print("seeding (c) 20,000 objects ...", flush=True)
-        nochange_bytes = seed(a, "nochange", 20000, 1024, 8 * 1024, 3)
+        if "small" in only:
+            print("seeding (a) 5,000 x 4-64 KiB ...", flush=True)
+            small_bytes = seed(a, "small", 5000, 4 * 1024, 64 * 1024, 1)
+        if "large" in only:
+            print("seeding (b) 8 x 128 MiB ...", flush=True)
+            large_bytes = seed_large(a, "large", 8, 128 * MIB)
+        if "nochange" in only:
+            print("seeding (c) 20,000 objects ...", flush=True)
+            nochange_bytes = seed(a, "nochange", 20000, 1024, 8 * 1024, 3)
 
         def scenario(name: str, prefix: str, count: int, nbytes: int, prime: bool = False) -> float:
             if prime:  # (c): bring both destinations in sync first, untimed
@@ -174,10 +179,14 @@ def main() -> int:
                   f"project RSS before the run {p['baseline_rss'] / MIB:.1f} MiB", flush=True)
             return ratio
 
-        small = scenario("small", "small", 5000, small_bytes)
-        large = scenario("large", "large", 8, large_bytes)
-        nochange = scenario("nochange", "nochange", 20000, nochange_bytes, prime=True)
-        print(f"RESULT replication small={small:.2f} large={large:.2f} nochange={nochange:.2f}")
+        ratios = {name: float("nan") for name in ("small", "large", "nochange")}
+        if "small" in only:
+            ratios["small"] = scenario("small", "small", 5000, small_bytes)
+        if "large" in only:
+            ratios["large"] = scenario("large", "large", 8, large_bytes)
+        if "nochange" in only:
+            ratios["nochange"] = scenario("nochange", "nochange", 20000, nochange_bytes, prime=True)
+        print(f"RESULT replication small={ratios['small']:.2f} large={ratios['large']:.2f} nochange={ratios['nochange']:.2f}")
         return 0
     finally:
         for p in procs:
