@@ -26,6 +26,9 @@ def deploy_all(settings: PlatformSettings) -> None:
     )
     if result.returncode != 0:
         raise StackError(f"`{' '.join(cmd)}` failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    from deployments.automations import apply_automations
+
+    apply_automations(settings)
 
 
 def main() -> int:

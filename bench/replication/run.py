@@ -1,0 +1,201 @@
+"""Benchmark: this project's `replicate` vs `rclone sync --checksum`, side by side, one run.
+
+    .venv/bin/python -m bench.replication.run            # all three scenarios (~20 minutes on 2 cores)
+    .venv/bin/python -m bench.replication.run large      # only some: small,large,nochange
+
+Two local moto S3 endpoints (started here on free ports, stopped by PID at the end); same
+concurrency for both (16 transfers). Scenarios: (a) 5,000 objects of 4-64 KiB, (b) 8 objects of
+128 MiB, (c) a no-change re-run over 20,000 objects. The project verifies every object end to end
+(MD5 of the source bytes against the ETag the destination computed; parts likewise); rclone
+compares MD5/ETag. Prints objects/s and MiB/s, rclone_time / project_time and peak memory (RSS of
+each process); last line: RESULT replication small=<r> large=<r> nochange=<r>.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import boto3
+import psutil
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parents[2]
+MIB = 1024 * 1024
+CONCURRENCY = 16
+SRC_BUCKET, DST_BUCKET = "bench-src", "bench-dst"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_moto(port: int, log: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit(f"moto_server on port {port} did not start; see {log}")
+
+
+def client(endpoint: str):  # noqa: ANN201
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
+                        aws_secret_access_key="bench-secret",
+                        config=Config(max_pool_connections=32, s3={"addressing_style": "path"},
+                                      retries={"max_attempts": 5, "mode": "standard"}))
+
+
+def seed(c, prefix: str, count: int, lo: int, hi: int, seed_: int) -> int:  # noqa: ANN001
+    rng = random.Random(seed_)
+    sizes = [rng.randint(lo, hi) for _ in range(count)]
+    block = rng.randbytes(hi + 4096)
+
+    def put(i: int) -> None:
+        start = (i * 4099) % 4096
+        body = block[start:start + sizes[i]]
+        if sizes[i] >= 8:
+            body = i.to_bytes(8, "big") + body[8:]
+        c.put_object(Bucket=SRC_BUCKET, Key=f"{prefix}/f{i:06d}.bin", Body=body)
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(put, range(count)))
+    return sum(sizes)
+
+
+def seed_large(c, prefix: str, count: int, size: int) -> int:  # noqa: ANN001
+    rng = random.Random(99)
+    for i in range(count):
+        up = c.create_multipart_upload(Bucket=SRC_BUCKET, Key=f"{prefix}/big{i}.bin")
+        parts = []
+        for n in range(1, size // (16 * MIB) + 1):
+            r = c.upload_part(Bucket=SRC_BUCKET, Key=f"{prefix}/big{i}.bin", UploadId=up["UploadId"], PartNumber=n,
+                              Body=rng.randbytes(16 * MIB))
+            parts.append({"PartNumber": n, "ETag": r["ETag"]})
+        c.complete_multipart_upload(Bucket=SRC_BUCKET, Key=f"{prefix}/big{i}.bin", UploadId=up["UploadId"],
+                                    MultipartUpload={"Parts": parts})
+    return count * size
+
+
+def rclone_env(src: str, dst: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    for name, ep in (("SRC", src), ("DST", dst)):
+        env.update({f"RCLONE_CONFIG_{name}_TYPE": "s3", f"RCLONE_CONFIG_{name}_PROVIDER": "Other",
+                    f"RCLONE_CONFIG_{name}_ENDPOINT": ep, f"RCLONE_CONFIG_{name}_ACCESS_KEY_ID": "bench",
+                    f"RCLONE_CONFIG_{name}_SECRET_ACCESS_KEY": "bench-secret",
+                    f"RCLONE_CONFIG_{name}_REGION": "us-east-1", f"RCLONE_CONFIG_{name}_FORCE_PATH_STYLE": "true"})
+    return env
+
+
+def run_rclone(src: str, dst: str, prefix: str) -> tuple[float, int]:
+    cmd = ["rclone", "sync", "--checksum", "--transfers", str(CONCURRENCY), "--checkers", str(CONCURRENCY),
+           f"SRC:{SRC_BUCKET}/{prefix}", f"DST:{DST_BUCKET}/rclone/{prefix}"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=rclone_env(src, dst), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    ps = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            peak = max(peak, ps.memory_info().rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"rclone failed: {proc.stderr.read().decode()[-2000:]}")
+    return elapsed, peak
+
+
+def run_project(src: str, dst: str, prefix: str, env: dict[str, str], resume_dir: str) -> dict:
+    job = {"src": {"url": f"s3://{SRC_BUCKET}/{prefix}", "endpoint": src},
+           "dst": {"url": f"s3://{DST_BUCKET}/project/{prefix}", "endpoint": dst},
+           "concurrency": CONCURRENCY, "resume_dir": resume_dir}
+    out = subprocess.run([sys.executable, "-m", "bench.replication.project_run", json.dumps(job)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0:
+        raise SystemExit(f"project run failed:\n{out.stderr[-3000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if result["failed"]:
+        raise SystemExit(f"project run had failures: {result}")
+    return result
+
+
+def main() -> int:
+    only = set(sys.argv[1].split(",")) if len(sys.argv) > 1 else {"small", "large", "nochange"}
+    if not shutil.which("rclone"):
+        subprocess.run(["bash", str(ROOT / "deployments/system_packages.sh"), "rclone"], check=True)
+    work = Path(tempfile.mkdtemp(prefix="llmr-bench-repl-"))
+    ports = free_port(), free_port()
+    procs = [start_moto(p, work / f"moto-{p}.log") for p in ports]
+    src, dst = (f"http://127.0.0.1:{p}" for p in ports)
+    # The project side runs against its own throwaway Prefect server (ephemeral mode).
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update({"PREFECT_HOME": str(work / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"})
+    try:
+        a, b = client(src), client(dst)
+        a.create_bucket(Bucket=SRC_BUCKET)
+        b.create_bucket(Bucket=DST_BUCKET)
+        rows = []
+        if "small" in only:
+            print("seeding (a) 5,000 x 4-64 KiB ...", flush=True)
+            small_bytes = seed(a, "small", 5000, 4 * 1024, 64 * 1024, 1)
+        if "large" in only:
+            print("seeding (b) 8 x 128 MiB ...", flush=True)
+            large_bytes = seed_large(a, "large", 8, 128 * MIB)
+        if "nochange" in only:
+            print("seeding (c) 20,000 objects ...", flush=True)
+            nochange_bytes = seed(a, "nochange", 20000, 1024, 8 * 1024, 3)
+
+        def scenario(name: str, prefix: str, count: int, nbytes: int, prime: bool = False) -> float:
+            if prime:  # (c): bring both destinations in sync first, untimed
+                run_project(src, dst, prefix, env, str(work / "resume"))
+                run_rclone(src, dst, prefix)
+            p = run_project(src, dst, prefix, env, str(work / "resume"))
+            r_time, r_peak = run_rclone(src, dst, prefix)
+            ratio = r_time / p["seconds"]
+            for who, secs, peak in (("project", p["seconds"], p["peak_rss"]), ("rclone", r_time, r_peak)):
+                rows.append((name, who, count / secs, nbytes / MIB / secs, secs, peak / MIB))
+                print(f"{name:9s} {who:8s} {count / secs:10.1f} obj/s {nbytes / MIB / secs:9.1f} MiB/s "
+                      f"{secs:8.2f} s  peak RSS {peak / MIB:7.1f} MiB", flush=True)
+            print(f"{name:9s} project copied {p['copied']} skipped {p['skipped']}; rclone_time/project_time = {ratio:.2f}; "
+                  f"project RSS before the run {p['baseline_rss'] / MIB:.1f} MiB", flush=True)
+            return ratio
+
+        ratios = {name: float("nan") for name in ("small", "large", "nochange")}
+        if "small" in only:
+            ratios["small"] = scenario("small", "small", 5000, small_bytes)
+        if "large" in only:
+            ratios["large"] = scenario("large", "large", 8, large_bytes)
+        if "nochange" in only:
+            ratios["nochange"] = scenario("nochange", "nochange", 20000, nochange_bytes, prime=True)
+        print(f"RESULT replication small={ratios['small']:.2f} large={ratios['large']:.2f} nochange={ratios['nochange']:.2f}")
+        return 0
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""A fault-injecting HTTP reverse proxy for tests: sits between an S3 client and a moto endpoint.
+
+A seeded share of requests gets 503 SlowDown, 500 InternalError or a connection reset (the
+socket closed without an answer) instead of being forwarded; a ``fail_when`` predicate fails every
+matching request (e.g. listing pages after the first) with 500, to simulate a listing that breaks
+midway. Runs its own event loop in a thread; ``stop()`` closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+import aiohttp
+import yarl
+from aiohttp import web
+
+SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+INTERNAL = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
+    b"<Message>We encountered an internal error. Please try again.</Message></Error>"
+)
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization", "host",
+              "content-length"}
+
+
+class FaultProxy:
+    def __init__(self, upstream: str, *, fault_rate: float = 0.0, seed: int = 7,
+                 fail_when: Callable[[web.Request], bool] | None = None, deny_access_key: str | None = None) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.fault_rate = fault_rate
+        self.fail_when = fail_when
+        self.deny_access_key = deny_access_key
+        self._random = random.Random(seed)
+        self.counts: Counter[str] = Counter()
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fault proxy did not start")
+        return self
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self._session:
+                await self._session.close()
+            if self._runner:
+                await self._runner.cleanup()
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._serve())
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _serve(self) -> None:
+        self._session = aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(total=120))
+        app = web.Application(client_max_size=1024**3)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.counts["requests"] += 1
+        if self.deny_access_key and f"Credential={self.deny_access_key}/" in request.headers.get("Authorization", ""):
+            await request.read()
+            self.counts["denied"] += 1
+            body = b"<Error><Code>InvalidAccessKeyId</Code><Message>The AWS Access Key Id you provided does not exist.</Message></Error>"
+            return web.Response(status=403, body=body, content_type="application/xml")
+        if self.fail_when is not None and self.fail_when(request):
+            await request.read()
+            self.counts["forced_500"] += 1
+            return web.Response(status=500, body=INTERNAL, content_type="application/xml")
+        roll = self._random.random()
+        if roll < self.fault_rate:
+            kind = self._random.choice(("slowdown", "internal", "reset"))
+            self.counts[kind] += 1
+            await request.read()
+            if kind == "slowdown":
+                return web.Response(status=503, body=SLOW_DOWN, content_type="application/xml")
+            if kind == "internal":
+                return web.Response(status=500, body=INTERNAL, content_type="application/xml")
+            transport = request.transport
+            if transport is not None:
+                transport.abort()  # connection reset: no answer at all
+            return web.Response(status=500)
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers["Host"] = request.headers.get("Host", "")
+        async with self._session.request(  # type: ignore[union-attr]
+            request.method, yarl.URL(self.upstream + request.raw_path, encoded=True),
+            headers=headers, data=body, allow_redirects=False,
+        ) as upstream:
+            payload = await upstream.read()
+            out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+            self.counts["forwarded"] += 1
+            if request.method == "HEAD":  # keep the object's Content-Length; there is no body
+                response = web.StreamResponse(status=upstream.status, headers=out_headers)
+                response.content_length = int(upstream.headers.get("Content-Length", 0))
+                await response.prepare(request)
+                await response.write_eof()
+                return response
+            return web.Response(status=upstream.status, body=payload, headers=out_headers)

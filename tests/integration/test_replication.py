@@ -1,0 +1,245 @@
+"""Cross-region replication on the real local platform (two moto S3 endpoints, Prefect server)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+from deployments.settings import PlatformSettings
+from flows.replication import REPORT_ARTIFACT_KEY, ReplicationIncomplete, ReplicationParams, replicate, replication_status
+from flows.replication import StatusParams
+from tasks.errors import ConfigurationError
+from tasks.replication_plan import DeleteGuardTripped
+from tests.fault_proxy import FaultProxy
+from tests.replication_helpers import list_keys, make_pair, md5, put_all, rclone_check, save_target, seeded_objects
+
+pytestmark = pytest.mark.integration
+
+MIB = 1024 * 1024
+
+
+def params(pair, tmp_path: Path, **kw) -> ReplicationParams:  # noqa: ANN001
+    base = dict(source=pair.source, destinations=[pair.destination], resume_dir=str(tmp_path / "uploads"),
+                multipart_threshold_mib=8, part_size_mib=5)
+    base.update(kw)
+    return ReplicationParams(**base)
+
+
+def assert_identical(pair, objects: dict[str, bytes]) -> None:  # noqa: ANN001
+    s = pair.settings
+    dst = list_keys(pair.b, s.region_b.bucket, pair.prefix)
+    assert set(dst) == set(objects)
+    assert all(dst[k][0] == len(v) for k, v in objects.items())
+    check = rclone_check(s, pair.prefix)
+    assert check.returncode == 0, check.stderr[-2000:]
+    assert "0 differences found" in check.stderr
+
+
+def test_thousands_of_mixed_objects_replicate_identically_and_a_rerun_copies_nothing(platform: PlatformSettings, tmp_path: Path) -> None:
+    pair = make_pair(platform, "mixed")
+    objects = seeded_objects(2000, seed=1, sizes=(0, 96 * 1024), large=[12 * MIB, 9 * MIB + 17])
+    put_all(pair.a, platform.region_a.bucket, pair.prefix, objects)
+
+    report = replicate(params(pair, tmp_path, batch_objects=700))
+    d = report.destinations[0]
+    assert d.copied_objects == len(objects) and d.failed == []
+    assert d.copied_bytes == sum(len(v) for v in objects.values())
+    assert d.lag.count == len(objects) and 0 <= d.lag.p50_s <= d.lag.p99_s <= d.lag.max_s
+    assert d.pending_objects == 0
+    assert_identical(pair, objects)
+    # the large objects went in parts and carry the rclone-readable MD5 and our source ETag
+    head = pair.b.head_object(Bucket=platform.region_b.bucket, Key=f"{pair.prefix}/large/blob-0.bin")
+    assert head["ETag"].strip('"').endswith("-3")
+    assert head["Metadata"]["llmr-source-etag"] == md5(objects["large/blob-0.bin"])
+
+    again = replicate(params(pair, tmp_path))
+    d2 = again.destinations[0]
+    assert (d2.copied_objects, d2.deleted_objects, d2.skipped_objects) == (0, 0, len(objects))
+
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[REPORT_ARTIFACT_KEY])))
+    assert arts, "no replication-report artifact"
+
+
+def test_a_corrupted_destination_object_is_detected_and_repaired(platform: PlatformSettings, tmp_path: Path) -> None:
+    pair = make_pair(platform, "corrupt")
+    objects = seeded_objects(40, seed=2, sizes=(1000, 5000), large=[11 * MIB])
+    put_all(pair.a, platform.region_a.bucket, pair.prefix, objects)
+    replicate(params(pair, tmp_path))
+    bucket = platform.region_b.bucket
+    small = "d0/obj-00000.bin"
+    flipped = bytearray(objects[small])
+    flipped[10] ^= 0xFF
+    pair.b.put_object(Bucket=bucket, Key=f"{pair.prefix}/{small}", Body=bytes(flipped))
+    # the large one rewritten with different bytes of the same size, keeping our metadata
+    head = pair.b.head_object(Bucket=bucket, Key=f"{pair.prefix}/large/blob-0.bin")
+    pair.b.put_object(Bucket=bucket, Key=f"{pair.prefix}/large/blob-0.bin", Body=b"\0" * (11 * MIB), Metadata=head["Metadata"])
+    assert rclone_check(platform, pair.prefix).returncode != 0
+
+    report = replicate(params(pair, tmp_path))
+    assert report.destinations[0].copied_objects == 2
+    assert_identical(pair, objects)
+
+
+def test_faults_on_the_wire_end_identical_with_bounded_retries(platform: PlatformSettings, tmp_path: Path) -> None:
+    proxies = [FaultProxy(platform.url(r.s3_port), fault_rate=0.10, seed=11 + i).start()
+               for i, r in enumerate((platform.region_a, platform.region_b))]
+    try:
+        pair = make_pair(platform, "faults", src_endpoint=proxies[0].url, dst_endpoint=proxies[1].url)
+        objects = seeded_objects(300, seed=3, sizes=(100, 20_000), large=[11 * MIB])
+        put_all(pair.a, platform.region_a.bucket, pair.prefix, objects)
+        report = replicate(params(pair, tmp_path, concurrency=8, max_request_attempts=10, list_page_size=100))
+    finally:
+        for p in proxies:
+            p.stop()
+    d = report.destinations[0]
+    injected = sum(p.counts[k] for p in proxies for k in ("slowdown", "internal", "reset"))
+    requests = sum(p.counts["requests"] for p in proxies)
+    assert injected >= 20, proxies[0].counts
+    assert d.failed == [] and d.copied_objects == len(objects)
+    assert d.retries >= injected * 0.5  # the faults were seen and retried ...
+    assert d.retries <= injected + 3 * len(objects)  # ... and retries stay bounded
+    assert requests < 3 * (len(objects) * 2 + 40)
+    assert d.throttles > 0 and d.lowest_concurrency < 8  # concurrency backed off under throttling
+    assert_identical(pair, objects)
+
+
+def test_a_listing_that_fails_midway_deletes_nothing(platform: PlatformSettings, tmp_path: Path) -> None:
+    def second_page(request: web.Request) -> bool:
+        return request.method == "GET" and "continuation-token" in request.query
+
+    proxy = FaultProxy(platform.url(platform.region_a.s3_port), fail_when=second_page).start()
+    try:
+        pair = make_pair(platform, "listfail", src_endpoint=proxy.url)
+        objects = seeded_objects(60, seed=4, sizes=(10, 100))
+        put_all(pair.a, platform.region_a.bucket, pair.prefix, objects)
+        extra = {f"only-at-destination/{i}.bin": b"x" for i in range(5)}
+        put_all(pair.b, platform.region_b.bucket, pair.prefix, extra)
+        with pytest.raises(ReplicationIncomplete) as caught:
+            replicate(params(pair, tmp_path, list_page_size=25, max_request_attempts=2))
+    finally:
+        proxy.stop()
+    d = caught.value.report.destinations[0]
+    assert not d.source_listing_complete and d.deletes_blocked and d.deleted_objects == 0
+    dst = list_keys(pair.b, platform.region_b.bucket, pair.prefix)
+    assert set(extra) <= set(dst)  # nothing deleted
+    assert proxy.counts["forced_500"] >= 1
+
+
+def test_the_max_delete_guard_stops_a_run_that_would_delete_sixty_percent(platform: PlatformSettings, tmp_path: Path) -> None:
+    pair = make_pair(platform, "guard")
+    objects = seeded_objects(10, seed=5, sizes=(10, 100))
+    put_all(pair.a, platform.region_a.bucket, pair.prefix, objects)
+    replicate(params(pair, tmp_path))
+    doomed = sorted(objects)[:6]
+    pair.a.delete_objects(Bucket=platform.region_a.bucket,
+                          Delete={"Objects": [{"Key": f"{pair.prefix}/{k}"} for k in doomed]})
+    pair.a.put_object(Bucket=platform.region_a.bucket, Key=f"{pair.prefix}/new.bin", Body=b"new")
+    with pytest.raises(DeleteGuardTripped, match="6 of 10"):
+        replicate(params(pair, tmp_path, max_delete_fraction=0.5))
+    dst = list_keys(pair.b, platform.region_b.bucket, pair.prefix)
+    assert set(dst) == set(objects)  # nothing deleted, nothing copied
+
+    report = replicate(params(pair, tmp_path, max_delete_fraction=0.7, quarantine_days=3))
+    d = report.destinations[0]
+    assert (d.deleted_objects, d.quarantined_objects, d.copied_objects) == (6, 6, 1)
+    expires = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=3)).isoformat()
+    quarantined = pair.b.list_objects_v2(Bucket=platform.region_b.bucket, Prefix=f".llmr-quarantine/{expires}/{pair.prefix}/")
+    assert sorted(o["Key"].rsplit(pair.prefix + "/", 1)[1] for o in quarantined.get("Contents", [])) == doomed
+
+
+def test_bad_input_is_refused_before_anything_is_copied(platform: PlatformSettings, tmp_path: Path) -> None:
+    pair = make_pair(platform, "badinput")
+    put_all(pair.a, platform.region_a.bucket, pair.prefix, seeded_objects(3, seed=6))
+    save_target(platform, "badinput-same", platform.region_a.bucket, pair.prefix, platform.url(platform.region_a.s3_port))
+    save_target(platform, "badinput-inside", platform.region_a.bucket, pair.prefix + "/d0", platform.url(platform.region_a.s3_port))
+    save_target(platform, "badinput-nobucket", "no-such-bucket-here", "x", platform.url(platform.region_b.s3_port))
+    proxy = FaultProxy(platform.url(platform.region_b.s3_port), deny_access_key="wrong-key").start()
+    try:
+        save_target(platform, "badinput-badcreds", platform.region_b.bucket, pair.prefix, proxy.url, key_id="wrong-key")
+        for dest, message in [("badinput-same", "same place"), ("badinput-inside", "overlapping"),
+                              ("badinput-nobucket", "does not exist"), ("badinput-badcreds", "credentials refused")]:
+            with pytest.raises(ConfigurationError, match=message):
+                replicate(params(pair, tmp_path, destinations=[dest]))
+    finally:
+        proxy.stop()
+    assert list_keys(pair.b, platform.region_b.bucket, pair.prefix) == {}
+
+
+def test_sigkill_mid_run_then_rerun_is_identical_and_never_shows_a_partial_object(platform: PlatformSettings, tmp_path: Path) -> None:
+    pair = make_pair(platform, "sigkill")
+    objects = seeded_objects(300, seed=7, sizes=(1000, 40_000), large=[25 * MIB, 25 * MIB])
+    put_all(pair.a, platform.region_a.bucket, pair.prefix, objects)
+    expected = {k: (len(v), md5(v)) for k, v in objects.items()}
+    resume_dir = tmp_path / "uploads"
+    script = (
+        "import sys; from flows.replication import replicate, ReplicationParams;"
+        f"replicate(ReplicationParams(source={pair.source!r}, destinations=[{pair.destination!r}],"
+        f" resume_dir={str(resume_dir)!r}, concurrency=2, large_concurrency=2, multipart_threshold_mib=8, part_size_mib=5))"
+    )
+    bad: list[str] = []
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def watch() -> None:  # every object ever listed at the destination is whole and verified
+        while not stop.is_set():
+            for key, (size, etag) in list_keys(pair.b, platform.region_b.bucket, pair.prefix).items():
+                seen.add(key)
+                want_size, want_md5 = expected[key]
+                if size != want_size or ("-" not in etag and etag != want_md5):
+                    bad.append(f"{key}: {size} bytes, etag {etag}")
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2], env=os.environ.copy(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            records = list(resume_dir.glob("*.json")) if resume_dir.exists() else []
+            if any(json.loads(r.read_text()).get("parts") for r in records):
+                break  # a multipart copy has finished parts: kill it mid-object
+            time.sleep(0.05)
+        assert proc.poll() is None, "the flow finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        at_kill = list_keys(pair.b, platform.region_b.bucket, pair.prefix)
+        assert len(at_kill) < len(objects)
+        report = replicate(params(pair, tmp_path, resume_dir=str(resume_dir)))
+    finally:
+        stop.set()
+        watcher.join(10)
+        if proc.poll() is None:
+            proc.kill()
+    d = report.destinations[0]
+    assert d.failed == [] and d.copied_objects == len(objects) - len(at_kill)
+    assert d.resumed_parts >= 1  # the interrupted large copy resumed from its completed parts
+    assert bad == [], bad[:5]
+    assert seen
+    assert_identical(pair, objects)
+    assert not list(resume_dir.glob("*.json"))
+
+
+def test_replication_status_reports_pending_without_copying(platform: PlatformSettings, tmp_path: Path) -> None:
+    pair = make_pair(platform, "status")
+    put_all(pair.a, platform.region_a.bucket, pair.prefix, seeded_objects(5, seed=8, sizes=(100, 100)))
+    replicate(params(pair, tmp_path))
+    put_all(pair.a, platform.region_a.bucket, pair.prefix, {"late/1.bin": b"a" * 300, "late/2.bin": b"b" * 700})
+    time.sleep(1.1)
+    [status] = replication_status(StatusParams(source=pair.source, destinations=[pair.destination]))
+    assert (status.pending_objects, status.pending_bytes, status.in_sync_objects) == (2, 1000, 5)
+    assert status.current_lag_s >= 1.0 and status.listings_complete
+    assert "late/1.bin" not in list_keys(pair.b, platform.region_b.bucket, pair.prefix)
