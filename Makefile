@@ -4,7 +4,9 @@ SHELL := /bin/bash
 
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+INSTALL_INPUTS := requirements.lock pyproject.toml deployments/install.sh
+# Named by the inputs' content, not their mtime: any change to them means a new install.
+STAMP := $(VENV)/.installed-$(shell cat $(INSTALL_INPUTS) 2>/dev/null | sha256sum | cut -c1-16)
 PLATFORM_PACKAGES := haproxy redis-server
 TEST_PACKAGES := $(PLATFORM_PACKAGES) chromium
 PYTEST_ARGS ?=
@@ -20,8 +22,9 @@ help:
 	@echo "make deploy        deploy every flow in prefect.yaml to the platform's Prefect server"
 	@echo "make test-unit     only the unit tests (no platform needed)"
 
-$(STAMP): requirements.lock pyproject.toml deployments/install.sh
+$(STAMP): $(INSTALL_INPUTS)
 	bash deployments/install.sh
+	@rm -f $(VENV)/.installed-*
 	@touch $@
 
 install: $(STAMP)
