@@ -8,7 +8,10 @@ One pass, two granularities. A structurally clean safetensors file is hashed as 
 header then each tensor in file order, each segment once; the file digest is the hash of the
 list ``start:length:segment-digest``. A changed bit thus names its tensor, without reading the
 file twice. Every other file (GGUF, pickle, config, a broken safetensors) gets the plain digest
-of its bytes (``layout: whole``), identical to ``b3sum`` / ``sha256sum`` output.
+of its bytes (``layout: whole``), identical to ``b3sum`` / ``sha256sum`` output. With ``sha256``
+every file digest is the standard one (what ``sha256sum`` prints, and what the Hugging Face Hub
+records as a file's LFS oid): a clean safetensors file then also gets its per-tensor digests
+from the same pass, at the cost of hashing its bytes twice.
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ def compare_manifests(expected: IntegrityManifest, actual: IntegrityManifest, *,
             name for name, t in want.tensors.items()
             if name not in have.tensors or have.tensors[name].digest != t.digest or have.tensors[name].length != t.length
         ] + [name for name in have.tensors if name not in want.tensors]
-        if want.layout == have.layout == "segments" and changed:
+        if want.tensors and have.tensors and changed:
             for name in sorted(changed):
                 t = want.tensors.get(name) or have.tensors[name]
                 findings.append(finding(k.tensor, label(path), f"tensor bytes differ (expected {t.digest[:16]}..., got {(have.tensors.get(name) or t).digest[:16] if name in have.tensors else 'absent'})", tensor=name, offset=t.offset))

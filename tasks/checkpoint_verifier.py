@@ -168,9 +168,14 @@ def _hash_and_stats(source: ByteSource, result: FileResult, settings: VerifySett
         tensors = sorted(result.tensors, key=lambda t: t.start)
         header_end = tensors[0].start if tensors else source.size
         segments: list[tuple[int, int, str]] = []
+        # SHA-256 is asked for when a standard digest is needed (sha256sum, a Hub LFS oid): the
+        # same single pass also feeds a whole-file hasher, since header + tensors cover the file.
+        whole = new_hasher(algorithm, source.size) if settings.compute_hashes and algorithm is HashAlgorithm.sha256 else None
         h = new_hasher(algorithm, header_end)
         for chunk in source.iter_range(0, header_end):
             h.update(chunk)
+            if whole is not None:
+                whole.update(chunk)
         segments.append((0, header_end, h.hexdigest()))
         digests: dict[str, TensorDigest] = {}
         for t in tensors:
@@ -179,6 +184,8 @@ def _hash_and_stats(source: ByteSource, result: FileResult, settings: VerifySett
             for chunk in source.iter_range(t.start, t.start + t.length):
                 if h is not None:
                     h.update(chunk)
+                if whole is not None:
+                    whole.update(chunk)
                 if stats is not None:
                     stats.add(chunk)
             if stats is not None:
@@ -187,7 +194,9 @@ def _hash_and_stats(source: ByteSource, result: FileResult, settings: VerifySett
                 digest = h.hexdigest()
                 digests[t.name] = TensorDigest(offset=t.start, length=t.length, digest=digest)
                 segments.append((t.start, t.length, digest))
-        if settings.compute_hashes:
+        if whole is not None:
+            result.digest = FileDigest(size=source.size, digest=whole.hexdigest(), layout="whole", tensors=digests)
+        elif settings.compute_hashes:
             result.digest = FileDigest(size=source.size, digest=segment_file_digest(algorithm, segments), layout="segments", tensors=digests)
         return
     if settings.compute_hashes:

@@ -196,3 +196,17 @@ def test_header_check_reads_only_the_header(tmp_path):
     header, findings = read_safetensors_header(source, "big.safetensors")
     assert findings == [] and header.tensors[0].length == 4 << 20
     assert sum(read) < 4096  # of a 4 MiB file
+
+
+def test_sha256_mode_gives_the_standard_file_digest_and_still_names_tensors(tmp_path):
+    corpus.write_sharded(tmp_path)
+    shard = "model-00002-of-00003.safetensors"
+    before = manifest_of(tmp_path, HashAlgorithm.sha256)
+    fd = before.files[shard]
+    raw = (tmp_path / shard).read_bytes()
+    assert fd.layout == "whole" and fd.digest == hashlib.sha256(raw).hexdigest()
+    target_name, target = sorted(fd.tensors.items())[0]
+    assert target.digest == hashlib.sha256(raw[target.offset : target.offset + target.length]).hexdigest()
+    corpus.flip_bit(tmp_path / shard, target.offset, bit=0)
+    findings = compare_manifests(before, manifest_of(tmp_path, HashAlgorithm.sha256))
+    assert [(f.kind, f.file, f.tensor) for f in findings] == [(K.manifest_tensor_differs, shard, target_name)]
