@@ -20,7 +20,7 @@ help:
 	@echo "make deploy        deploy every flow in prefect.yaml to the platform's Prefect server"
 	@echo "make test-unit     only the unit tests (no platform needed)"
 
-$(STAMP): requirements.lock pyproject.toml deployments/install.sh
+$(STAMP): requirements.lock requirements-nodeps.lock pyproject.toml deployments/install.sh
 	bash deployments/install.sh
 	@touch $@
 
