@@ -109,7 +109,7 @@ class ScriptedLLM:
                 writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
                              f"Content-Length: {len(data)}\r\n{extra}Connection: keep-alive\r\n\r\n".encode() + data)
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
@@ -126,16 +126,10 @@ class ScriptedLLM:
         def run() -> None:
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
-
-            async def main() -> None:
-                self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, backlog=1024)
-                ready.set()
-                try:
-                    await self._server.serve_forever()
-                except asyncio.CancelledError:
-                    pass
-
-            self._loop.run_until_complete(main())
+            self._server = self._loop.run_until_complete(
+                asyncio.start_server(self._handle, "127.0.0.1", self.port, backlog=1024))
+            ready.set()
+            self._loop.run_forever()
 
         self._thread = threading.Thread(target=run, name="scripted-llm", daemon=True)
         self._thread.start()
@@ -144,13 +138,22 @@ class ScriptedLLM:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        async def shutdown() -> None:
+            assert self._server is not None
+            self._server.close()
+            current = asyncio.current_task()
+            handlers = [t for t in asyncio.all_tasks() if t is not current]
+            for t in handlers:
+                t.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
+
         if self._loop and self._server:
-            self._loop.call_soon_threadsafe(self._server.close)
-            for task in asyncio.all_tasks(self._loop):
-                self._loop.call_soon_threadsafe(task.cancel)
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread:
             self._thread.join(10)
-
+        if self._loop:
+            self._loop.close()
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
