@@ -209,3 +209,15 @@ def test_s3_registry_two_writers_and_cached_client(platform, registry_ref, tmp_p
     offline = PromptClient(PromptRegistry.from_target(dead, registry_ref.prefix), tmp_path / "prompt-cache")
     served = offline.get("greet@production")
     assert served.cached and served.version.template == "Hello {{name}}"
+
+
+def test_nightly_regression_deployment_is_scheduled(deployed: PlatformSettings) -> None:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        nightly = client.read_deployment_by_name("prompt-regression/prompt-regression-nightly")
+        schedules = client.read_deployment_schedules(nightly.id)
+        promote = client.read_deployment_by_name("promote-prompt/promote-prompt")
+    assert [s.schedule.cron for s in schedules] == ["0 2 * * *"] and all(s.active for s in schedules)
+    assert nightly.parameters["request"]["watch_production"] is True
+    assert nightly.work_pool_name == deployed.work_pool and promote.work_pool_name == deployed.work_pool

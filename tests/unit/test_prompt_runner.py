@@ -136,3 +136,38 @@ def test_missing_variable_fails_before_any_call(registry):
         with pytest.raises(SuiteError, match="template variable"):
             asyncio.run(runner_for(server).run(suite, [registry.get_version("echo", 1)]))
     assert server.requests == 0
+
+
+def test_promptfoo_example_imports_and_runs(tmp_path):
+    from pathlib import Path
+
+    from tasks.promptfoo_import import import_promptfoo
+
+    imported = import_promptfoo(Path(__file__).resolve().parents[2] / "examples" / "prompts" / "promptfooconfig.yaml")
+    reg = PromptRegistry(fsspec.filesystem("file"), str(tmp_path / "prompts"))
+    provider = imported.providers[0]
+    versions = [reg.create_version("imported", p.template, params=provider.params, message=p.label)
+                for p in imported.prompts]
+    assert [v.version for v in versions] == [1, 2]
+    with ScriptedLLM() as server:
+        runner = PromptRunner(EndpointConfig(base_url=server.base_url, model=provider.model),
+                              RunnerPolicy(samples=1, backoff_base_s=0.01))
+        results = asyncio.run(runner.run(imported.suite, versions))
+    assert len(results) == 6 and all(r.passed for r in results), [(r.case_id, r.output) for r in results]
+    assert sum(p.startswith("Please.") for p in server.prompts) == 3
+
+
+def test_llm_rubric_is_judged_by_an_llm_endpoint(registry):
+    suite = parse_suite({"name": "judged", "cases": [
+        {"id": w, "vars": {"answer": w}, "assert": [{"type": "llm-rubric", "value": "names the first letter"}]}
+        for w in ("alpha", "bravo")]})
+    judge_script = {"rules": [{"match": ["Rubric: names the first letter", "Answer: alpha"], "reply": "PASS"},
+                              {"match": ["Rubric:"], "reply": "FAIL"}]}
+    with ScriptedLLM() as answers, ScriptedLLM(judge_script) as judge:
+        runner = PromptRunner(EndpointConfig(base_url=answers.base_url, model="scripted"),
+                              RunnerPolicy(samples=1, backoff_base_s=0.01),
+                              judge=EndpointConfig(base_url=judge.base_url, model="judge"))
+        results = asyncio.run(runner.run(suite, [registry.get_version("echo", 1)]))
+    assert {r.case_id: r.passed for r in results} == {"alpha": True, "bravo": False}
+    assert judge.requests == 2 and answers.requests == 2
+    assert any("judge: FAIL" in d for r in results for d in r.details)

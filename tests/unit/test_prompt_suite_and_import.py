@@ -48,7 +48,7 @@ def test_promptfoo_example_imports():
     imported = import_promptfoo(EXAMPLES / "promptfooconfig.yaml")
     assert imported.unsupported == []
     assert [p.label for p in imported.prompts] == ["prompt-1", "polite-echo"]
-    assert imported.prompts[1].template == "Reply with {{answer}}"
+    assert imported.prompts[1].template == "Please. Reply with {{answer}}"
     (provider,) = imported.providers
     assert provider.model == "smollm2-135m-instruct" and provider.base_url == "http://127.0.0.1:8100/v1"
     assert provider.params == {"temperature": 0, "max_tokens": 12}
