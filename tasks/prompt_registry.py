@@ -30,7 +30,7 @@ from typing import Any
 import fsspec
 from pydantic import BaseModel, Field
 
-from tasks.errors import ConfigurationError, LLMResilienceError
+from tasks.errors import ConfigurationError, LLMResilienceError, NonRetryableError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _MEMORY_LOCK = threading.Lock()
@@ -40,7 +40,7 @@ class PromptNotFound(ConfigurationError):
     """Unknown prompt, version or label; the message names it."""
 
 
-class LabelConflict(LLMResilienceError):
+class LabelConflict(NonRetryableError):
     """Another writer moved the label first; re-read and decide again."""
 
 
@@ -246,10 +246,12 @@ class PromptRegistry:
         self.get_version(name, version)  # raises PromptNotFound
         while True:
             log = self.audit_log(name)
-            current = None
+            current, last = None, None
             for move in log:
                 if move.label == label:
-                    current = move.to_version
+                    current, last = move.to_version, move
+            if current == version and last is not None:
+                return last  # already there (e.g. a retried task whose first try succeeded): no new entry
             if expected_from != "any" and current != expected_from:
                 raise LabelConflict(
                     f"{name}@{label} is at version {current}, not {expected_from}: another writer moved it"

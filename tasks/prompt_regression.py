@@ -1,11 +1,13 @@
 """Prefect tasks of the prompt-regression flows; the logic is in tasks.prompt_evaluation and
-tasks.prompt_registry."""
+tasks.prompt_registry. No task caches its result: each reads or changes mutable registry state
+(labels move between runs); re-runs are cheap through the response cache instead."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from blocks import LLMEndpoint, StorageTarget
@@ -28,12 +30,12 @@ class RegistryRef(BaseModel):
         return PromptRegistry.from_target(StorageTarget.load(self.storage_block), self.prefix)
 
 
-@task(name="load-suite")
+@task(name="load-suite", cache_policy=NO_CACHE)
 def load_suite_task(path: str) -> Suite:
     return load_suite(path)
 
 
-@task(name="resolve-prompt-versions", **network_task_options(retries=2))
+@task(name="resolve-prompt-versions", cache_policy=NO_CACHE, **network_task_options(retries=2))
 def resolve_versions(registry: RegistryRef, refs: list[str], suite: Suite) -> list[PromptVersion]:
     """Resolve every ref and check the suite gives all template variables: bad input fails here,
     before any model call."""
@@ -44,7 +46,7 @@ def resolve_versions(registry: RegistryRef, refs: list[str], suite: Suite) -> li
     return versions
 
 
-@task(name="run-prompt-suite", **network_task_options(retries=1))
+@task(name="run-prompt-suite", cache_policy=NO_CACHE, **network_task_options(retries=1))
 def run_suite(
     suite: Suite, candidate: PromptVersion, baseline: PromptVersion | None, endpoint_block: str,
     judge_block: str | None, policy: RunnerPolicy, thresholds: Thresholds, confidence: float,
@@ -58,7 +60,7 @@ def run_suite(
                     confidence=confidence)
 
 
-@task(name="record-prompt-runs", **network_task_options(retries=2))
+@task(name="record-prompt-runs", cache_policy=NO_CACHE, **network_task_options(retries=2))
 def record_runs(registry: RegistryRef, name: str, outcomes: dict[int, bool], run_id: str,
                 summaries: dict[int, dict[str, Any]]) -> None:
     reg = registry.open()
@@ -66,12 +68,12 @@ def record_runs(registry: RegistryRef, name: str, outcomes: dict[int, bool], run
         reg.record_run(name, version, run_id, passed, summaries.get(version, {}))
 
 
-@task(name="move-prompt-label", **network_task_options(retries=2))
+@task(name="move-prompt-label", cache_policy=NO_CACHE, **network_task_options(retries=2))
 def move_label(registry: RegistryRef, name: str, label: str, version: int, actor: str, reason: str,
                expected_from: int | None | str = "any") -> LabelMove:
     return registry.open().move_label(name, label, version, actor=actor, reason=reason, expected_from=expected_from)
 
 
-@task(name="last-passing-version", **network_task_options(retries=2))
+@task(name="last-passing-version", cache_policy=NO_CACHE, **network_task_options(retries=2))
 def last_passing(registry: RegistryRef, name: str, exclude: list[int]) -> int | None:
     return registry.open().last_passing_version(name, set(exclude))

@@ -49,6 +49,8 @@ def test_labels_move_and_every_move_is_audited(registry):
     with pytest.raises(LabelConflict):  # compare-and-swap: production is at 2, not 1
         registry.move_label("greet", "production", 1, actor="eve", reason="stale", expected_from=1)
     assert registry.labels("greet")["production"] == 2
+    same = registry.move_label("greet", "production", 2, actor="bob", reason="retry", expected_from=1)
+    assert same.seq == 3 and len(registry.audit_log("greet")) == 3  # already there: no new entry
 
 
 def test_unknown_prompt_version_label_are_specific(registry):
