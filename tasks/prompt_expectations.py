@@ -35,6 +35,12 @@ def validate_results(results: list[SampleResult], version: int, thresholds: Thre
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     frame = results_frame([r for r in results if r.version == version])
     context = gx.get_context(mode="ephemeral")
+    try:  # no tqdm bars in flow logs
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    except (ImportError, AttributeError, TypeError):  # pragma: no cover - older/newer GX layouts
+        pass
     asset = context.data_sources.add_pandas("prompt-regression").add_dataframe_asset("results")
     batch = asset.add_batch_definition_whole_dataframe("run").get_batch(batch_parameters={"dataframe": frame})
     suite = gx.ExpectationSuite(name=f"prompt-thresholds-v{version}")

@@ -29,8 +29,8 @@ def check_thresholds(summary: VersionSummary, thresholds: Thresholds) -> list[st
     """Reasons the version fails the thresholds (empty: it holds them)."""
     reasons = []
     if summary.pass_rate is None or summary.pass_rate < thresholds.min_pass_rate:
-        reasons.append(f"v{summary.version} pass rate {summary.pass_rate if summary.pass_rate is not None else 'n/a'}"
-                       f" < {thresholds.min_pass_rate}")
+        shown = "n/a (every call errored)" if summary.pass_rate is None else f"{summary.pass_rate:.1%}"
+        reasons.append(f"v{summary.version} pass rate {shown} < {thresholds.min_pass_rate:.1%}")
     if summary.p95_latency_ms is not None and summary.p95_latency_ms > thresholds.max_p95_latency_ms:
         reasons.append(f"v{summary.version} p95 latency {summary.p95_latency_ms:.0f} ms > "
                        f"{thresholds.max_p95_latency_ms:.0f} ms")
