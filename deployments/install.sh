@@ -21,5 +21,6 @@ export VIRTUAL_ENV="$PWD/.venv"
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 echo "installing the pinned dependencies (requirements.lock) into .venv ..."
 .venv/bin/uv pip install --quiet -r requirements.lock
+.venv/bin/uv pip install --quiet --no-deps -r requirements-nodeps.lock
 .venv/bin/uv pip install --quiet --no-deps -e .
 echo "installed: $(.venv/bin/python -c 'import prefect; print("prefect", prefect.__version__)')"

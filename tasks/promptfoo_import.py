@@ -1,0 +1,137 @@
+"""Import a promptfoo config (YAML, parsed here: no node needed) into a suite, prompts and
+providers.
+
+Understood: `prompts` (strings, `file://` paths relative to the config, `{raw|id, label}`),
+`providers` of the OpenAI-compatible kind (`openai:chat:<model>`, `openai:<model>`, with
+`config.apiBaseUrl`, `apiKey`, `temperature`, `max_tokens`, `top_p`, `seed`, `stop`),
+`defaultTest` and `tests` with `vars`, `assert` (type, value, threshold, weight, `not-` types)
+and `threshold`. Anything else that would change results — an assertion type, a provider kind,
+tests from a file — is reported by name; by default the import then fails, so nothing is
+silently dropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr
+
+from tasks.prompt_suite import ASSERTION_TYPES, Suite, SuiteError, parse_suite
+
+PARAM_KEYS = {"temperature": "temperature", "max_tokens": "max_tokens", "top_p": "top_p", "seed": "seed",
+              "stop": "stop", "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty"}
+
+
+class ImportedPrompt(BaseModel):
+    label: str
+    template: str
+
+
+class ImportedProvider(BaseModel):
+    id: str
+    model: str
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class PromptfooImport(BaseModel):
+    suite: Suite
+    prompts: list[ImportedPrompt]
+    providers: list[ImportedProvider]
+    unsupported: list[str]
+
+
+def _prompt(entry: Any, base: Path, i: int, source: str) -> ImportedPrompt:
+    label = None
+    if isinstance(entry, dict):
+        label = entry.get("label")
+        entry = entry.get("raw") or entry.get("id")
+    if not isinstance(entry, str):
+        raise SuiteError(f"{source}: prompts[{i}] is neither a string nor {{raw|id, label}}")
+    if entry.startswith("file://"):
+        path = base / entry[len("file://"):]
+        try:
+            return ImportedPrompt(label=label or path.name, template=path.read_text())
+        except FileNotFoundError:
+            raise SuiteError(f"{source}: prompts[{i}] file {path} does not exist") from None
+    return ImportedPrompt(label=label or f"prompt-{i + 1}", template=entry)
+
+
+def _provider(entry: Any, i: int, unsupported: list[str]) -> ImportedProvider | None:
+    config: dict[str, Any] = {}
+    if isinstance(entry, dict):
+        config = entry.get("config") or {}
+        entry = entry.get("id")
+    pid = str(entry)
+    parts = pid.split(":")
+    if parts[0] != "openai" or len(parts) < 2 or (len(parts) == 3 and parts[1] != "chat") or len(parts) > 3:
+        unsupported.append(f"providers[{i}]: provider {pid!r} (only openai:chat:<model> / openai:<model>)")
+        return None
+    return ImportedProvider(
+        id=pid, model=parts[-1], base_url=config.get("apiBaseUrl") or config.get("apiHost"),
+        api_key=config.get("apiKey"), params={v: config[k] for k, v in PARAM_KEYS.items() if k in config},
+    )
+
+
+def _assertions(asserts: list[Any], where: str, unsupported: list[str], keep_going: bool) -> list[dict[str, Any]]:
+    kept = []
+    for j, a in enumerate(asserts or []):
+        kind = str(a.get("type", "")) if isinstance(a, dict) else ""
+        base = kind[4:] if kind.startswith("not-") else kind
+        if base not in ASSERTION_TYPES or base in {"length"}:
+            unsupported.append(f"{where} assert[{j}]: assertion type {kind!r}")
+            continue
+        kept.append({k: a[k] for k in ("type", "value", "threshold", "weight") if k in a})
+    return kept
+
+
+def import_promptfoo(path: str | Path, *, skip_unsupported: bool = False) -> PromptfooImport:
+    """Parse a promptfoo config; unsupported parts are listed and fail the import unless skipped."""
+    path = Path(path)
+    source = str(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SuiteError(f"promptfoo config {path} does not exist") from None
+    if not isinstance(data, dict):
+        raise SuiteError(f"{source}: a promptfoo config is a mapping")
+    unsupported: list[str] = []
+    prompts_raw = data.get("prompts") or []
+    prompts_raw = [prompts_raw] if isinstance(prompts_raw, str) else prompts_raw
+    prompts = [_prompt(p, path.parent, i, source) for i, p in enumerate(prompts_raw)]
+    if not prompts:
+        raise SuiteError(f"{source}: `prompts` is empty")
+    providers_raw = data.get("providers") or []
+    providers_raw = [providers_raw] if isinstance(providers_raw, str | dict) else providers_raw
+    providers = [p for i, e in enumerate(providers_raw) if (p := _provider(e, i, unsupported))]
+    tests = data.get("tests") or []
+    if isinstance(tests, str):
+        unsupported.append(f"tests: loading tests from {tests!r}")
+        tests = []
+    default = data.get("defaultTest") or {}
+    for key in sorted(set(default) - {"vars", "assert", "threshold", "description", "options"}):
+        unsupported.append(f"defaultTest.{key}")
+    cases = []
+    for i, t in enumerate(tests):
+        where = f"{source}: tests[{i}]"
+        case: dict[str, Any] = {"id": str(t.get("description") or f"test-{i + 1}"), "vars": t.get("vars") or {}}
+        case["assert"] = _assertions(t.get("assert") or [], where, unsupported, skip_unsupported)
+        if "threshold" in t:
+            case["threshold"] = t["threshold"]
+        for key in sorted(set(t) - {"description", "vars", "assert", "threshold", "options", "metadata"}):
+            unsupported.append(f"{where}.{key}")
+        cases.append(case)
+    suite_data = {
+        "name": str(data.get("description") or path.stem),
+        "defaults": {"vars": default.get("vars") or {},
+                     "assert": _assertions(default.get("assert") or [], f"{source}: defaultTest", unsupported,
+                                           skip_unsupported)},
+        "cases": cases,
+    }
+    if unsupported and not skip_unsupported:
+        raise SuiteError(f"{source}: unsupported by the importer: " + "; ".join(unsupported))
+    return PromptfooImport(suite=parse_suite(suite_data, source), prompts=prompts, providers=providers,
+                           unsupported=unsupported)

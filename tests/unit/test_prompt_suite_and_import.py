@@ -1,0 +1,78 @@
+"""Suites from YAML, template variables, and the promptfoo importer (pure YAML, no node)."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks.prompt_suite import SuiteError, check_variables, load_suite, parse_suite, render, template_variables
+from tasks.promptfoo_import import import_promptfoo
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "prompts"
+
+
+def test_example_suite_loads_with_defaults_merged():
+    suite = load_suite(EXAMPLES / "capitals.yaml")
+    assert [c.id for c in suite.cases] == ["japan", "germany", "two-plus-two"]
+    japan = suite.cases[0]
+    assert [a.type for a in japan.assertions] == ["latency", "length", "icontains", "similar"]
+    assert suite.cases[1].assertions[-1].negate
+
+
+def test_template_variables_and_render():
+    assert template_variables("Hi {{ name }}, {{x}} and {{name}}") == {"name", "x"}
+    assert render("Hi {{ name }}!", {"name": "Ann"}) == "Hi Ann!"
+
+
+def test_a_variable_no_case_provides_is_an_error_before_any_call():
+    suite = parse_suite({"name": "s", "cases": [{"id": "a", "vars": {"q": 1}}, {"id": "b", "vars": {}}]}, "s.yaml")
+    check_variables(suite, "no variables", "p@1")
+    with pytest.raises(SuiteError, match=r"case 'b' gives no value for template variable\(s\) \['q'\]"):
+        check_variables(suite, "Q: {{q}}", "p@1 template")
+
+
+def test_suite_file_errors_name_the_file(tmp_path):
+    with pytest.raises(SuiteError, match="does not exist"):
+        load_suite(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ncases: []\n")
+    with pytest.raises(SuiteError, match="bad.yaml: `cases` must be a non-empty list"):
+        load_suite(bad)
+    dup = tmp_path / "dup.yaml"
+    dup.write_text(yaml.safe_dump({"name": "d", "cases": [{"id": "a"}, {"id": "a"}]}))
+    with pytest.raises(SuiteError, match="duplicate case id"):
+        load_suite(dup)
+
+
+def test_promptfoo_example_imports():
+    imported = import_promptfoo(EXAMPLES / "promptfooconfig.yaml")
+    assert imported.unsupported == []
+    assert [p.label for p in imported.prompts] == ["prompt-1", "polite-echo"]
+    assert imported.prompts[1].template == "Please. Reply with {{answer}}"
+    (provider,) = imported.providers
+    assert provider.model == "smollm2-135m-instruct" and provider.base_url == "http://127.0.0.1:8100/v1"
+    assert provider.params == {"temperature": 0, "max_tokens": 12}
+    suite = imported.suite
+    assert [c.id for c in suite.cases] == ["paris", "json", "number"]
+    paris = suite.cases[0]
+    assert [(a.type, a.negate, a.weight) for a in paris.assertions] == [
+        ("latency", False, 1.0), ("equals", False, 1.0), ("contains", True, 2.0)]
+
+
+def test_promptfoo_unsupported_parts_are_named(tmp_path):
+    cfg = tmp_path / "promptfooconfig.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "prompts": ["Say {{x}}"],
+        "providers": ["anthropic:messages:claude", "openai:chat:m"],
+        "tests": [{"vars": {"x": 1}, "assert": [{"type": "javascript", "value": "output.length > 1"},
+                                                {"type": "contains", "value": "1"},
+                                                {"type": "not-python", "value": "True"}]}],
+    }))
+    with pytest.raises(SuiteError) as info:
+        import_promptfoo(cfg)
+    message = str(info.value)
+    assert "'javascript'" in message and "'not-python'" in message and "anthropic:messages:claude" in message
+    lenient = import_promptfoo(cfg, skip_unsupported=True)
+    assert len(lenient.unsupported) == 3
+    assert [a.type for a in lenient.suite.cases[0].assertions] == ["contains"]
+    assert [p.model for p in lenient.providers] == ["m"]
