@@ -18,6 +18,7 @@ from fsspec.implementations.local import LocalFileSystem
 from pyfastcdc import FastCDC
 
 from tasks.backup_manifest import FileEntry
+from tasks.errors import ConfigurationError
 from tasks.backup_repository import PackWriter, Repository, chunk_hash, store_errors
 
 READ_BLOCK = 8 * 1024 * 1024
@@ -65,6 +66,8 @@ def _mtime_ns(info: dict) -> int | None:
 def scan_source(fs: fsspec.AbstractFileSystem, root: str, url: str) -> tuple[list[SourceFile], list[str]]:
     """Regular files under ``root`` (sorted), and the paths skipped (links, special files)."""
     root = root.rstrip("/")
+    if is_local(fs):
+        return _scan_local(root, url)
     with store_errors(f"source {url}"):
         try:
             found = fs.find(root, detail=True)
@@ -81,6 +84,33 @@ def scan_source(fs: fsspec.AbstractFileSystem, root: str, url: str) -> tuple[lis
         files.append(SourceFile(path, rel, int(info.get("size") or 0), _mtime_ns(info),
                                 str(etag).strip('"') if etag else None, int(mode) & 0o7777 if mode else 0o644))
     return files, skipped
+
+
+def _scan_local(root: str, url: str) -> tuple[list[SourceFile], list[str]]:
+    """os.scandir walk: one stat per entry, links never followed."""
+    files, skipped = [], []
+    if not os.path.isdir(root):
+        if os.path.exists(root):
+            raise ConfigurationError(f"source {url} is not a directory")
+        return [], []
+    stack = [root]
+    while stack:
+        top = stack.pop()
+        with store_errors(f"source {url}"), os.scandir(top) as it:
+            entries = list(it)
+        for e in entries:
+            rel = e.path[len(root) + 1:]
+            if e.is_symlink():
+                skipped.append(rel)
+            elif e.is_dir(follow_symlinks=False):
+                stack.append(e.path)
+            elif e.is_file(follow_symlinks=False):
+                st = e.stat(follow_symlinks=False)
+                files.append(SourceFile(e.path, rel, st.st_size, st.st_mtime_ns, None, st.st_mode & 0o7777))
+            else:
+                skipped.append(rel)
+    files.sort(key=lambda f: f.rel)
+    return files, sorted(skipped)
 
 
 class Chunker:
@@ -100,9 +130,8 @@ class Chunker:
     def cut(self, fs: fsspec.AbstractFileSystem, path: str, size: int):  # noqa: ANN201 - iterator of pyfastcdc chunks
         if size == 0:
             return iter(())
-        if is_local(fs):
-            return self._cdc().cut_file(path)
-        stream = fs.open(path, "rb", block_size=READ_BLOCK)
+        # Streams, not cut_file's mmap: mapped pages of large files would count as resident memory.
+        stream = open(path, "rb", buffering=0) if is_local(fs) else fs.open(path, "rb", block_size=READ_BLOCK)
         return self._stream(stream)
 
     def _stream(self, stream):  # noqa: ANN001, ANN202
@@ -140,29 +169,42 @@ def backup_files(
 ) -> tuple[list[FileEntry], BatchStats]:
     """Back up ``files`` (paths in the snapshot: ``prefix/rel``); unchanged files reuse the parent's chunks."""
 
-    def one(sf: SourceFile) -> tuple[FileEntry, BatchStats]:
-        path = f"{prefix}/{sf.rel}"
-        stats = BatchStats(files=1, bytes_total=sf.size)
-        old = parent.get(path)
+    def unchanged(sf: SourceFile) -> FileEntry | None:
+        old = parent.get(f"{prefix}/{sf.rel}")
         if (
             old is not None and old.size == sf.size and (sf.mtime_ns is not None or sf.etag is not None)
             and old.mtime_ns == sf.mtime_ns and old.etag == sf.etag and all(c in repo.index for c in old.chunks)
         ):
-            stats.files_reused = 1
-            return old.model_copy(update={"mode": sf.mode}), stats
+            return old if old.mode == sf.mode else old.model_copy(update={"mode": sf.mode})
+        return None
+
+    def one(sf: SourceFile) -> tuple[FileEntry, BatchStats]:
         with store_errors(f"source file {sf.fs_path}"):
             digest, ids, size, new = store_chunks(chunker.cut(fs, sf.fs_path, sf.size), writer)
-        stats.bytes_read, stats.chunks_new, stats.bytes_total = size, new, size
-        entry = FileEntry(path=path, size=size, mode=sf.mode, mtime_ns=sf.mtime_ns, etag=sf.etag, hash=digest, chunks=ids)
-        return entry, stats
+        entry = FileEntry(path=f"{prefix}/{sf.rel}", size=size, mode=sf.mode, mtime_ns=sf.mtime_ns, etag=sf.etag,
+                          hash=digest, chunks=ids)
+        return entry, BatchStats(files=1, bytes_total=size, bytes_read=size, chunks_new=new)
 
     total = BatchStats()
-    entries: list[FileEntry] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="backup") as pool:
-        for entry, stats in pool.map(one, files):
-            entries.append(entry)
-            total.add(stats)
-    return entries, total
+    results: dict[int, FileEntry] = {}
+    to_read: list[tuple[int, SourceFile]] = []
+    for i, sf in enumerate(files):
+        old = unchanged(sf)
+        if old is None:
+            to_read.append((i, sf))
+        else:
+            results[i] = old
+            total.files += 1
+            total.files_reused += 1
+            total.bytes_total += old.size
+    if to_read:
+        # Largest first, so one big file does not start last and run alone.
+        to_read.sort(key=lambda t: -t[1].size)
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(to_read))), thread_name_prefix="backup") as pool:
+            for (i, _), (entry, stats) in zip(to_read, pool.map(lambda t: one(t[1]), to_read)):
+                results[i] = entry
+                total.add(stats)
+    return [results[i] for i in range(len(files))], total
 
 
 def backup_blob(writer: PackWriter, data: bytes, path: str, chunker: Chunker, mtime_ns: int | None = None) -> tuple[FileEntry, BatchStats]:

@@ -156,7 +156,7 @@ def execute_prune(repo: Repository, plan: PrunePlan, kept: dict[str, Manifest]) 
     plan.dry_run = False
     for sid in plan.forget:
         with store_errors(f"snapshot {sid}"), contextlib.suppress(FileNotFoundError):
-            repo.fs.rm_file(repo.p("snapshots", f"{sid}.json"))
+            repo.fs.rm_file(repo.snapshot_path(sid))
     referenced = set().union(*(m.referenced_chunks for m in kept.values())) if kept else set()
     writer = PackWriter(repo, dedupe_against_index=False)
     gone = set(plan.delete_packs) | set(plan.repack_packs)

@@ -57,7 +57,7 @@ def snapshot_id(data: bytes) -> str:
     return blake3.blake3(data).hexdigest()
 
 
-def parse_manifest(data: bytes, name: str) -> Manifest:
+def parse_manifest(data: bytes, name: str, expected_id: str | None = None) -> Manifest:
     """Parse and check one manifest; a bad one is a `CorruptObject` naming it (never half-trusted)."""
     try:
         raw = json.loads(data)
@@ -70,7 +70,7 @@ def parse_manifest(data: bytes, name: str) -> Manifest:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
         raise CorruptObject(f"snapshot manifest {name} does not match schema v1: {exc.errors()[0]}") from None
-    if name.endswith(".json") and snapshot_id(data) != name.rsplit("/", 1)[-1][: -len(".json")]:
+    if expected_id is not None and snapshot_id(data) != expected_id:
         raise CorruptObject(f"snapshot manifest {name}: content hash does not match its name (altered or torn)")
     return manifest
 

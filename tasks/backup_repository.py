@@ -39,6 +39,7 @@ DEFAULT_CHUNKER = {"algorithm": "fastcdc-2020", "min_size": 64 * 1024, "avg_size
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 LOCK_LEASE = timedelta(minutes=10)
 ZSTD_LEVEL = 3
+MANIFEST_SUFFIX = ".json.zst"
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,17 +248,25 @@ class Repository:
                 raise CorruptObject(f"pack {pack_id} is listed in the index but missing from the repository") from None
 
     # -- snapshots ---------------------------------------------------------------------------
+    def snapshot_path(self, sid: str) -> str:
+        return self.p("snapshots", f"{sid}{MANIFEST_SUFFIX}")
+
     def snapshot_ids(self) -> list[str]:
-        return [p.rsplit("/", 1)[-1][: -len(".json")] for p in self.list_dir("snapshots") if p.endswith(".json")]
+        names = [p.rsplit("/", 1)[-1] for p in self.list_dir("snapshots")]
+        return [n[: -len(MANIFEST_SUFFIX)] for n in names if n.endswith(MANIFEST_SUFFIX)]
 
     def load_snapshot(self, sid: str) -> Manifest:
-        path = self.p("snapshots", f"{sid}.json")
+        name = f"snapshots/{sid}{MANIFEST_SUFFIX}"
         with store_errors(f"snapshot {sid}"):
             try:
-                data = self.fs.cat_file(path)
+                packed = self.fs.cat_file(self.snapshot_path(sid))
             except FileNotFoundError:
                 raise SnapshotNotFound(f"snapshot {sid} does not exist in {self.url}") from None
-        return parse_manifest(data, f"snapshots/{sid}.json")
+        try:
+            data = zstandard.ZstdDecompressor().decompress(packed, max_output_size=1 << 31)
+        except zstandard.ZstdError as exc:
+            raise CorruptObject(f"snapshot manifest {name} is not valid zstd ({exc})") from None
+        return parse_manifest(data, name, sid)
 
     def snapshots(self) -> list[tuple[str, Manifest]]:
         """Every snapshot, oldest first; a corrupt manifest raises `CorruptObject` naming it."""
@@ -281,7 +290,7 @@ class Repository:
         data = manifest.to_bytes()
         sid = snapshot_id(data)
         with store_errors(f"snapshot {sid}"):
-            self.write(self.p("snapshots", f"{sid}.json"), data)
+            self.write(self.snapshot_path(sid), zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data))
         return sid
 
     # -- locks -------------------------------------------------------------------------------

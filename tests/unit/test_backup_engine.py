@@ -8,6 +8,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
+import zstandard
 
 from tasks.backup_engine import run_backup
 from tasks.backup_errors import CorruptObject, RepositoryError, RepositoryLocked, SnapshotNotFound, UnsafePath
@@ -182,14 +183,17 @@ def test_missing_snapshot_corrupt_manifest_and_missing_repo(tmp_path: Path) -> N
     src.mkdir()
     (src / "a").write_text("a")
     sid, _, _ = backup_dir(repo, src)
-    path = tmp_path / "repo" / "snapshots" / f"{sid}.json"
-    doc = json.loads(path.read_text())
+    path = tmp_path / "repo" / "snapshots" / f"{sid}.json.zst"
+    doc = json.loads(zstandard.decompress(path.read_bytes()))
     doc["files"][0]["size"] = 999
-    path.write_text(json.dumps(doc))
-    with pytest.raises(CorruptObject, match=sid):
+    path.write_bytes(zstandard.compress(json.dumps(doc).encode()))
+    with pytest.raises(CorruptObject, match=f"{sid}.json.zst: content hash does not match"):
         repo.resolve_snapshot(sid[:10])
-    path.write_text("{not json")
-    with pytest.raises(CorruptObject, match=f"{sid}.json is not valid JSON"):
+    path.write_bytes(zstandard.compress(b"{not json"))
+    with pytest.raises(CorruptObject, match=f"{sid}.json.zst is not valid JSON"):
+        repo.load_snapshot(sid)
+    path.write_bytes(b"garbage")
+    with pytest.raises(CorruptObject, match=f"{sid}.json.zst is not valid zstd"):
         repo.load_snapshot(sid)
 
 
