@@ -274,7 +274,8 @@ def _backup(params: BackupParams) -> BackupResult:
 
 # -- restore -----------------------------------------------------------------------------------
 @flow(name="restore", log_prints=True)
-def restore(params: RestoreParams) -> RestoreResult:
+def restore(params: RestoreParams | None = None) -> RestoreResult:
+    params = params or RestoreParams()
     return _reported("restore", params.repository, lambda: _restore(params))
 
 
