@@ -9,7 +9,8 @@ from prefect.cache_policies import NO_CACHE
 from blocks import SessionStore, StorageTarget
 from tasks.backup_engine import BatchStats, Chunker, SourceFile, backup_blob, backup_files, scan_source
 from tasks.backup_manifest import FileEntry, Manifest
-from tasks.backup_repository import PackWriter, RepoLock, Repository
+from tasks.backup_errors import CorruptObject
+from tasks.backup_repository import PackWriter, RepoLock, Repository, chunk_hash
 from tasks.errors import ConfigurationError
 from tasks.redis_export import export_redis, load_redis
 from tasks.restore_engine import RestoreStats, restore_files
@@ -119,6 +120,8 @@ def load_session_export(repo: Repository, entry: FileEntry, block: str) -> int:
 
     reader = ChunkReader(repo, set())
     data = b"".join(reader.get(c) for c in entry.chunks)
+    if chunk_hash(data) != entry.hash:
+        raise CorruptObject(f"session export {entry.path!r} does not match its manifest hash")
     store = load_session_store(block)
     with raw_redis(store) as client:
         return load_redis(client, data, f"{entry.path} (snapshot)")

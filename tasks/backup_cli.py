@@ -22,6 +22,7 @@ from tasks.backup_engine import default_workers, run_backup
 from tasks.backup_maintenance import verify_repository
 from tasks.backup_manifest import check_restorable
 from tasks.backup_repository import Repository
+from tasks.errors import LLMResilienceError
 from tasks.restore_engine import restore_files, select_files
 
 
@@ -79,5 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run(argv: list[str] | None = None) -> int:
+    """main() with the project's errors printed as one line (they name the object) instead of a traceback."""
+    try:
+        return main(argv)
+    except LLMResilienceError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

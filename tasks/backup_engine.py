@@ -5,9 +5,11 @@ Plain Python over fsspec; the Prefect tasks in tasks/backup.py call these in bat
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -185,6 +187,11 @@ def backup_files(
                           hash=digest, chunks=ids)
         return entry, BatchStats(files=1, bytes_total=size, bytes_read=size, chunks_new=new)
 
+    with gc_paused():
+        return _backup_files(files, unchanged, one, workers)
+
+
+def _backup_files(files, unchanged, one, workers):  # noqa: ANN001, ANN202 - the closures of backup_files
     total = BatchStats()
     results: dict[int, FileEntry] = {}
     to_read: list[tuple[int, SourceFile]] = []
@@ -228,6 +235,18 @@ def batches(files: list[SourceFile], max_files: int = 2000, max_bytes: int = 256
     if current:
         out.append(current)
     return out
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic GC while tens of thousands of manifest entries are created (it rescans them all, repeatedly)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import blake3
 import fsspec
 
-from tasks.backup_engine import is_local
+from tasks.backup_engine import gc_paused, is_local
 from tasks.backup_errors import CorruptObject, UnsafePath
 from tasks.backup_manifest import FileEntry, safe_relative_path
 from tasks.backup_repository import Repository, store_errors
@@ -63,8 +63,6 @@ def _local_guard(root_real: str, dest: str) -> None:
     real = os.path.realpath(probe or "/")
     if real != root_real and not real.startswith(root_real + os.sep):
         raise UnsafePath(f"restore path {dest!r} resolves outside the target {root_real!r} (through a link)")
-    if os.path.islink(dest):
-        raise UnsafePath(f"restore path {dest!r} is a symbolic link; refusing to write through it")
 
 
 class ChunkReader:
@@ -76,7 +74,7 @@ class ChunkReader:
         self.fetched = 0
         self._lock = threading.Lock()
 
-    def get(self, cid: str) -> bytes:
+    def get(self, cid: str, verify: bool = True) -> bytes | memoryview:
         loc = self.repo.index.get(cid)
         if loc is None:
             raise CorruptObject(f"chunk {cid} is referenced by the snapshot but not in the repository index")
@@ -89,7 +87,7 @@ class ChunkReader:
         else:
             stored = self.repo.read_range(loc.pack, loc.offset, loc.offset + loc.length)
             self._count(len(stored))
-        return self.repo.decode_chunk(cid, loc, stored)
+        return self.repo.decode_chunk(cid, loc, stored, verify)
 
     def _count(self, n: int) -> None:
         with self._lock:
@@ -114,23 +112,42 @@ def restore_files(
         os.makedirs(dest_root, exist_ok=True)
     reader = ChunkReader(repo, whole if whole is not None else whole_pack_reads(repo, files))
 
+    def mismatch(entry: FileEntry) -> None:
+        """A file's hash is wrong: name the bad chunk (each re-read with its own hash check), or the file."""
+        for cid in entry.chunks:
+            reader.get(cid, verify=True)
+        raise CorruptObject(f"restored file {entry.path!r} does not match its manifest hash")
+
+    checked_dirs: set[str] = set()
+    dirs_lock = threading.Lock()
+
+    def prepare_dir(parent: str) -> None:
+        """Check once per directory that it resolves inside the target, then create it."""
+        if parent in checked_dirs:
+            return
+        _local_guard(root_real, parent + "/x")
+        os.makedirs(parent, exist_ok=True)
+        if os.path.realpath(parent) != root_real and not os.path.realpath(parent).startswith(root_real + os.sep):
+            raise UnsafePath(f"restore directory {parent!r} resolves outside the target {root_real!r}")
+        with dirs_lock:
+            checked_dirs.add(parent)
+
     def write_local(entry: FileEntry, dest: str) -> int:
-        _local_guard(root_real, dest)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        prepare_dir(os.path.dirname(dest))
         tmp = dest + PARTIAL_SUFFIX
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
         hasher = blake3.blake3()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        # O_NOFOLLOW: a planted link at the partial name is never followed; os.replace swaps links, not targets.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, entry.mode & 0o7777 or 0o644)
         try:
             with os.fdopen(fd, "wb", buffering=0) as out:
                 for cid in entry.chunks:
-                    data = reader.get(cid)
+                    data = reader.get(cid, verify=False)  # the whole-file hash below covers every byte
                     hasher.update(data)
                     out.write(data)
+                if entry.mode & 0o7777:
+                    os.fchmod(out.fileno(), entry.mode & 0o7777)
             if hasher.hexdigest() != entry.hash:
-                raise CorruptObject(f"restored file {entry.path!r} does not match its manifest hash")
-            os.chmod(tmp, entry.mode & 0o7777 or 0o644)
+                mismatch(entry)
             os.replace(tmp, dest)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -143,13 +160,13 @@ def restore_files(
         with store_errors(f"restore target {dest}"):
             with dest_fs.open(dest, "wb") as out:
                 for cid in entry.chunks:
-                    data = reader.get(cid)
+                    data = reader.get(cid, verify=False)
                     hasher.update(data)
                     out.write(data)
             if hasher.hexdigest() != entry.hash:
                 with contextlib.suppress(FileNotFoundError):
                     dest_fs.rm_file(dest)
-                raise CorruptObject(f"restored file {entry.path!r} does not match its manifest hash")
+                mismatch(entry)
         return entry.size
 
     write = write_local if local else write_remote
@@ -162,7 +179,7 @@ def restore_files(
     def run(group: list[tuple[FileEntry, str]]) -> int:
         return sum(write(entry, f"{dest_root}/{rel}") for entry, rel in group)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="restore") as pool:
+    with gc_paused(), ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="restore") as pool:
         for written in pool.map(run, runs):
             stats.bytes_written += written
     stats.files = len(plans)
