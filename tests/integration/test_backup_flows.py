@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from pydantic import SecretStr
 
 from blocks import SessionStore, StorageTarget
 from deployments.settings import PlatformSettings
