@@ -170,7 +170,7 @@ def execute_prune(repo: Repository, plan: PrunePlan, kept: dict[str, Manifest]) 
     writer.flush()  # new packs + their index
     consolidated = {p: e for p, e in repo.pack_entries.items() if p not in gone}
     new_index = repo.write_index(consolidated)
-    keep_files = {repo.p("index", f"{new_index}.json")} if new_index else set()
+    keep_files = {repo.index_path(new_index)} if new_index else set()
     for path in old_index_files:
         if path not in keep_files:
             with store_errors(path), contextlib.suppress(FileNotFoundError):

@@ -35,7 +35,7 @@ from tasks.errors import ConfigurationError
 FORMAT_NAME = "llm-resilience-backup"
 FORMAT_VERSION = 1
 PACK_MAGIC = b"LLMRPAK1"
-DEFAULT_CHUNKER = {"algorithm": "fastcdc-2020", "min_size": 64 * 1024, "avg_size": 256 * 1024, "max_size": 1024 * 1024}
+DEFAULT_CHUNKER = {"algorithm": "fastcdc-2020", "min_size": 256 * 1024, "avg_size": 512 * 1024, "max_size": 2 * 1024 * 1024}
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 LOCK_LEASE = timedelta(minutes=10)
 ZSTD_LEVEL = 3
@@ -170,13 +170,13 @@ class Repository:
             with store_errors(path):
                 data = self.fs.cat_file(path)
             try:
-                doc = json.loads(data)
+                doc = json.loads(zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 31))
                 for pack_id, entries in doc["packs"].items():
                     packs.add(pack_id)
                     self.pack_entries[pack_id] = entries
                     for cid, off, length, raw, codec in entries:
                         index.setdefault(cid, ChunkLocation(pack_id, off, length, raw, codec))
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, zstandard.ZstdError):
                 raise CorruptObject(f"index file {path} does not parse; run verify_backup / prune to rebuild it") from None
         self.index, self.indexed_packs = index, packs
         return index
@@ -186,9 +186,12 @@ class Repository:
             return None
         data = json.dumps({"version": 1, "packs": packs}, separators=(",", ":")).encode()
         index_id = chunk_hash(data)
-        with store_errors(f"{self.url}/index/{index_id}.json"):
-            self.write(self.p("index", f"{index_id}.json"), data)
+        with store_errors(f"{self.url}/index/{index_id}.json.zst"):
+            self.write(self.index_path(index_id), zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data))
         return index_id
+
+    def index_path(self, index_id: str) -> str:
+        return self.p("index", f"{index_id}.json.zst")
 
     def read_pack_trailer(self, pack_id: str, data: bytes) -> list[list]:
         """Entries of a whole pack's trailer, after checking the pack hashes to its name."""
@@ -198,8 +201,8 @@ class Repository:
             raise CorruptObject(f"pack {pack_id}: missing trailer")
         (size,) = struct.unpack("<I", data[-12:-8])
         try:
-            return json.loads(data[-12 - size : -12])["chunks"]
-        except (ValueError, KeyError):
+            return json.loads(zstandard.ZstdDecompressor().decompress(data[-12 - size : -12], max_output_size=1 << 28))["chunks"]
+        except (ValueError, KeyError, zstandard.ZstdError):
             raise CorruptObject(f"pack {pack_id}: trailer does not parse") from None
 
     def adopt_unindexed_packs(self) -> tuple[list[str], list[str]]:
@@ -413,7 +416,7 @@ class PackWriter:
         return taken
 
     def _write_pack(self, blobs: list[bytes], entries: list[list]) -> None:
-        trailer = json.dumps({"chunks": entries}, separators=(",", ":")).encode()
+        trailer = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(json.dumps({"chunks": entries}, separators=(",", ":")).encode())
         data = b"".join([*blobs, trailer, struct.pack("<I", len(trailer)), PACK_MAGIC])
         pack_id = chunk_hash(data)
         with store_errors(f"pack {pack_id}"):

@@ -65,7 +65,7 @@ def test_memory_source_and_target(tmp_path: Path) -> None:
 
 def test_incremental_uploads_little(tmp_path: Path) -> None:
     src = tmp_path / "src"
-    total = make_tree(src, small=40, large_sizes=(48 << 20, 24 << 20, 24 << 20))
+    total = make_tree(src, small=40, large_sizes=(96 << 20, 48 << 20, 32 << 20))
     repo = local_repo(tmp_path / "repo")
     _, first, w1 = backup_dir(repo, src)
     assert w1.bytes_uploaded > 0.95 * total  # random data: no compression gain, all uploaded once
