@@ -38,7 +38,7 @@ from tasks.backup import (
     scan_storage_source,
     write_snapshot,
 )
-from tasks.backup_engine import BatchStats, batches, default_workers, find_parent
+from tasks.backup_engine import BatchStats, batches, default_restore_workers, default_workers, find_parent
 from tasks.backup_errors import DrillThresholdExceeded
 from tasks.backup_maintenance import execute_prune, plan_prune, verify_repository
 from tasks.backup_manifest import REDIS_EXPORT_NAME, FileEntry, Manifest, SourceInfo, check_restorable, utcnow
@@ -90,7 +90,7 @@ class RestoreParams(BaseModel):
     target_prefix: str = Field(default="", description="Path below the target's root.")
     source: str | None = Field(default=None, description="Restore only this source, at the target's root.")
     redis_targets: dict[str, str] = Field(default_factory=dict, description="Snapshot source -> SessionStore block to load its export into.")
-    workers: int = Field(default_factory=default_workers, ge=1, le=64)
+    workers: int = Field(default_factory=default_restore_workers, ge=1, le=64)
 
 
 class RestoreResult(BaseModel):
@@ -150,7 +150,7 @@ class DrillParams(BaseModel):
     scratch_prefix: str = Field(default="restore-drill")
     max_rto_s: float = Field(default=900.0, gt=0, description="Fail when the restore takes longer (seconds).")
     max_rpo_s: float = Field(default=26 * 3600.0, gt=0, description="Fail when the newest snapshot is older (seconds).")
-    workers: int = Field(default_factory=default_workers, ge=1, le=64)
+    workers: int = Field(default_factory=default_restore_workers, ge=1, le=64)
 
 
 class DrillResult(BaseModel):

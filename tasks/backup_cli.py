@@ -18,7 +18,7 @@ import time
 import fsspec
 from fsspec.core import url_to_fs
 
-from tasks.backup_engine import default_workers, run_backup
+from tasks.backup_engine import default_restore_workers, default_workers, run_backup
 from tasks.backup_maintenance import verify_repository
 from tasks.backup_manifest import check_restorable
 from tasks.backup_repository import Repository
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--snapshot", default="latest")
     r.add_argument("--target", required=True)
     r.add_argument("--only", default=None, help="restore one source at the target's root")
-    r.add_argument("--workers", type=int, default=default_workers())
+    r.add_argument("--workers", type=int, default=default_restore_workers())
     v = sub.add_parser("verify")
     v.add_argument("--repo", required=True)
     v.add_argument("--read-fraction", type=float, default=0.0)
