@@ -142,7 +142,7 @@ def test_directory_source_restore_verify_drill_and_bit_flip(platform: PlatformSe
 def test_backup_killed_mid_run_then_rerun_verifies_and_restores(platform: PlatformSettings, tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:8]
     src_dir = tmp_path / "src"
-    make_tree(src_dir, small=200, large_sizes=(24 << 20, 24 << 20, 16 << 20))
+    make_tree(src_dir, small=200, large_sizes=(64 << 20, 48 << 20, 48 << 20))  # several packs: seconds of uploads
     expected = tree_bytes(src_dir)
     dir_block(f"bk-crash-{tag}", src_dir)
     prefix = f"backup-test/{tag}/repo"
@@ -163,7 +163,7 @@ def test_backup_killed_mid_run_then_rerun_verifies_and_restores(platform: Platfo
         except FileNotFoundError:
             pass
         time.sleep(0.05)
-    time.sleep(random.uniform(0.0, 0.8))
+    time.sleep(random.uniform(0.0, 0.3))  # a random point after the first pack, long before the last
     assert proc.poll() is None, "the backup finished before it could be killed; make the data set larger"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
