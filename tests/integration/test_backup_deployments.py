@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
@@ -19,22 +17,10 @@ from tasks.backup import repository_for
 from tasks.backup_errors import RepositoryLocked
 from tasks.backup_retention import RetentionPolicy
 from tests.unit.backup_data import make_tree, tree_bytes
+from tests.server_events import wait_for_events
 
 pytestmark = pytest.mark.integration
 BACKUP_FLOWS = ["backup/backup", "restore/restore", "prune/prune", "verify-backup/verify-backup", "restore-drill/restore-drill"]
-
-
-def events(settings: PlatformSettings, event: str, resource_id: str, since: float) -> list[dict]:
-    body = {"filter": {"occurred": {"since": datetime.fromtimestamp(since, UTC).isoformat()}, "event": {"name": [event]},
-                       "resource": {"id": [resource_id]}}, "limit": 50}
-    deadline = time.time() + 30
-    while True:
-        resp = httpx.post(f"{settings.prefect_api_url}/events/filter", json=body, timeout=10)
-        resp.raise_for_status()
-        found = resp.json()["events"]
-        if found or time.time() > deadline:
-            return found
-        time.sleep(0.5)
 
 
 def test_backup_deployments_and_weekly_drill_schedule(deployed: PlatformSettings) -> None:
@@ -55,12 +41,12 @@ def test_backup_deployment_runs_through_worker_and_emits_events(deployed: Platfo
               "session_stores": ["region-a"]}
     run = run_deployment("backup/backup", parameters={"params": params}, timeout=300, poll_interval=1, as_subflow=False)
     assert run.state is not None and run.state.is_completed(), run.state
-    done = events(deployed, "llm-resilience.backup.completed", "llm-resilience.backup.backup", started)
+    done = wait_for_events(deployed, event="llm-resilience.backup.completed", resource_id="llm-resilience.backup.backup", since=started)
     assert done and done[0]["payload"]["files"] == 12  # 11 files + the Redis export and len(done[0]["payload"]["snapshot_id"]) == 64
 
     with pytest.raises(Exception, match="bk-no-such-block"):
         backup(BackupParams(repository=RepositoryRef(block="bk-no-such-block"), sources=[], session_stores=[]))
-    failed = events(deployed, "llm-resilience.backup.failed", "llm-resilience.backup.backup", started)
+    failed = wait_for_events(deployed, event="llm-resilience.backup.failed", resource_id="llm-resilience.backup.backup", since=started)
     assert failed and "bk-no-such-block" in failed[0]["payload"]["error"]
 
 

@@ -7,7 +7,6 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 
 from blocks import StorageTarget
@@ -24,6 +23,7 @@ from flows.checkpoint_verification import (
 )
 from tasks.checkpoint_findings import FindingKind as K
 from tests import checkpoint_corpus as corpus
+from tests.server_events import wait_for_events
 
 pytestmark = pytest.mark.integration
 
@@ -33,26 +33,6 @@ def _upload(target: StorageTarget, prefix: str, local: Path) -> None:
     for path in sorted(local.rglob("*")):
         if path.is_file():
             fs.pipe_file(target.path(prefix, str(path.relative_to(local))), path.read_bytes())
-
-
-def _events(settings: PlatformSettings, resource_id: str, event: str, since: float) -> list[dict]:
-    from datetime import datetime, timezone
-
-    body = {
-        "filter": {
-            "occurred": {"since": datetime.fromtimestamp(since, timezone.utc).isoformat()},
-            "event": {"name": [event]},
-            "resource": {"id": [resource_id]},
-        },
-        "limit": 10,
-    }
-    deadline = time.time() + 30
-    while True:
-        resp = httpx.post(f"{settings.prefect_api_url}/events/filter", json=body, timeout=10)
-        resp.raise_for_status()
-        if resp.json()["events"] or time.time() > deadline:
-            return resp.json()["events"]
-        time.sleep(0.5)
 
 
 @pytest.fixture()
@@ -105,8 +85,8 @@ def test_s3_checkpoint_verifies_writes_manifest_then_catches_a_flipped_bit(platf
     assert "manifest_tensor_differs" in str(artifacts[REPORT_ARTIFACT_KEY].data)
     assert name in str(artifacts[TABLE_ARTIFACT_KEY].data)
     resource = f"llm-resilience.checkpoint.{region_a.url.rstrip('/')}/{prefix}/llama-tiny"
-    assert _events(platform, resource, "llm-resilience.checkpoint.verified", started)
-    corrupt = _events(platform, resource, "llm-resilience.checkpoint.corrupt", started)
+    assert wait_for_events(platform, event="llm-resilience.checkpoint.verified", resource_id=resource, since=started)
+    corrupt = wait_for_events(platform, event="llm-resilience.checkpoint.corrupt", resource_id=resource, since=started)
     assert corrupt and "manifest_tensor_differs" in corrupt[0]["payload"]["finding_kinds"]
 
 

@@ -4,7 +4,6 @@ import os
 import signal
 import time
 
-import httpx
 import psutil
 import pytest
 
@@ -12,34 +11,13 @@ from deployments.settings import PlatformSettings
 from deployments.stack.launcher import Launcher
 from flows.health import REPORT_ARTIFACT_KEY, HealthTargets, health_check
 from tasks.health_probes import HealthStatus, ProbePolicy
+from tests.server_events import wait_for_events
 
 # These tests check what the probes find, not how fast the machine is: a latency threshold no
 # run can reach keeps "slow" (degraded) out of them, so no assertion here is a wall-clock limit.
 NO_LATENCY_LIMIT = HealthTargets(policy=ProbePolicy(degraded_latency_ms=3_600_000, timeout_s=120))
 
 pytestmark = pytest.mark.integration
-
-
-def _events(settings: PlatformSettings, resource_id: str, event: str, since: float) -> list[dict]:
-    """Events the server has recorded for a component since ``since`` (events arrive asynchronously)."""
-    from datetime import datetime, timezone
-
-    body = {
-        "filter": {
-            "occurred": {"since": datetime.fromtimestamp(since, timezone.utc).isoformat()},
-            "event": {"name": [event]},
-            "resource": {"id": [resource_id]},
-        },
-        "limit": 50,
-    }
-    deadline = time.time() + 30
-    while True:
-        resp = httpx.post(f"{settings.prefect_api_url}/events/filter", json=body, timeout=10)
-        resp.raise_for_status()
-        found = resp.json()["events"]
-        if found or time.time() > deadline:
-            return found
-        time.sleep(0.5)
 
 
 def test_health_is_ok_everywhere_and_reported(platform: PlatformSettings) -> None:
@@ -60,7 +38,7 @@ def test_health_is_ok_everywhere_and_reported(platform: PlatformSettings) -> Non
         artifact = client.read_latest_artifacts(limit=50)
     table = next(a for a in artifact if a.key == REPORT_ARTIFACT_KEY)
     assert "llm-region-a" in str(table.data)
-    events = _events(platform, "llm-resilience.component.llm-region-a", "llm-resilience.health.ok", started)
+    events = wait_for_events(platform, event="llm-resilience.health.ok", resource_id="llm-resilience.component.llm-region-a", since=started)
     assert events and events[0]["payload"]["latency_ms"] > 0
 
 
@@ -80,7 +58,7 @@ def test_killed_model_server_is_down_then_ok_after_restart(platform: PlatformSet
         assert gateway.status is not HealthStatus.down and gateway.metrics["served_by"] == "region-b"
         assert report.component("llm-region-b").status is HealthStatus.ok
         assert report.status is HealthStatus.down
-        events = _events(platform, "llm-resilience.component.llm-region-a", "llm-resilience.health.down", started)
+        events = wait_for_events(platform, event="llm-resilience.health.down", resource_id="llm-resilience.component.llm-region-a", since=started)
         assert events and events[0]["payload"]["status"] == "down"
     finally:
         assert launcher.up() == ["llm-region-a"]

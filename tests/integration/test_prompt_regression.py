@@ -7,10 +7,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
-import httpx
 import pytest
 
 from blocks import LLMEndpoint, StorageTarget
@@ -30,6 +28,7 @@ from tasks.prompt_runner import RunnerPolicy
 from tasks.prompt_statistics import Verdict
 from tasks.prompt_suite import SuiteError
 from tests.scripted_llm import ScriptedLLM
+from tests.server_events import wait_for_events
 
 pytestmark = pytest.mark.integration
 
@@ -38,19 +37,6 @@ WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel
 SCRIPT = {"rules": [{"match": ["[regress]"], "reply": "wrong"},
                     {"match": ["[regress-some]", "alpha"], "reply": "wrong"},
                     {"match": ["[regress-some]", "bravo"], "reply": "wrong"}]}
-
-
-def _events(settings: PlatformSettings, event: str, resource_id: str, since: float) -> list[dict]:
-    body = {"filter": {"occurred": {"since": datetime.fromtimestamp(since, timezone.utc).isoformat()},
-                       "event": {"name": [event]}, "resource": {"id": [resource_id]}}, "limit": 50}
-    deadline = time.time() + 30
-    while True:
-        resp = httpx.post(f"{settings.prefect_api_url}/events/filter", json=body, timeout=10)
-        resp.raise_for_status()
-        found = resp.json()["events"]
-        if found or time.time() > deadline:
-            return found
-        time.sleep(0.5)
 
 
 @pytest.fixture
@@ -108,7 +94,7 @@ def test_real_model_candidate_is_compared_and_promoted(platform, registry_ref, t
     assert registry.labels("capitals")["production"] == 2
     last = registry.audit_log("capitals")[-1]
     assert (last.label, last.from_version, last.to_version, last.actor) == ("production", 1, 2, "prompt-regression")
-    assert _events(platform, "llm-resilience.prompt.promoted", "llm-resilience.prompt.capitals", started)
+    assert wait_for_events(platform, event="llm-resilience.prompt.promoted", resource_id="llm-resilience.prompt.capitals", since=started)
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
@@ -135,9 +121,9 @@ def test_production_regression_is_rolled_back(platform, scripted, registry_ref, 
     move = registry.audit_log("echo")[-1]
     assert move.from_version == bad.version and move.to_version == good.version
     assert "automatic rollback" in move.reason and "regressed" in move.reason
-    events = _events(platform, "llm-resilience.prompt.rolled_back", "llm-resilience.prompt.echo", started)
+    events = wait_for_events(platform, event="llm-resilience.prompt.rolled_back", resource_id="llm-resilience.prompt.echo", since=started)
     assert events and events[0]["payload"]["to_version"] == good.version
-    assert _events(platform, "llm-resilience.prompt.regressed", "llm-resilience.prompt.echo", started)
+    assert wait_for_events(platform, event="llm-resilience.prompt.regressed", resource_id="llm-resilience.prompt.echo", since=started)
 
 
 def test_gate_promotes_a_non_regression_and_holds_an_inconclusive_one(platform, scripted, registry_ref, echo_suite,

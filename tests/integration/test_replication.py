@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from deployments.settings import PlatformSettings
 from flows.replication import REPORT_ARTIFACT_KEY, ReplicationIncomplete, ReplicationParams, replicate, replication_status

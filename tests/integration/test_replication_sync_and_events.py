@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
 from deployments.automations import REPLICATE_ON_WRITE, announce_objects_written
 from deployments.settings import PlatformSettings

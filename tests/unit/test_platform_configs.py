@@ -17,7 +17,7 @@ def settings(tmp_path: Path) -> PlatformSettings:
 def test_haproxy_config_puts_region_b_behind_region_a_as_backup(settings: PlatformSettings) -> None:
     cfg = render_haproxy_config(settings)
     a, b = settings.region_a, settings.region_b
-    assert f"bind 127.0.0.1:18100" in cfg
+    assert "bind 127.0.0.1:18100" in cfg
     assert f"server region-a 127.0.0.1:{a.chaos_port} check weight 100" in cfg
     assert f"server region-b 127.0.0.1:{b.chaos_port} check backup weight 100" in cfg
     assert "option httpchk GET /v1/models" in cfg
