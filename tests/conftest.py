@@ -67,3 +67,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Session fixtures (the platform) are torn down by now: drop its state dir if all passed.
+
+    After a failure the state dir stays, because its logs/ are what explains the failure.
+    """
+    import shutil
+
+    if exitstatus == 0:
+        shutil.rmtree(SESSION_STATE_DIR, ignore_errors=True)
+    elif SESSION_STATE_DIR.exists():
+        print(f"\nthe test platform's state and logs are kept in {SESSION_STATE_DIR / 'platform' / 'logs'}")
