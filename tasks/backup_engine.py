@@ -22,6 +22,7 @@ from pyfastcdc import FastCDC
 from tasks.backup_manifest import FileEntry
 from tasks.errors import ConfigurationError
 from tasks.backup_repository import PackWriter, Repository, chunk_hash, store_errors
+from tasks.batching import batches_by_size
 
 READ_BLOCK = 8 * 1024 * 1024
 
@@ -223,18 +224,7 @@ def backup_blob(writer: PackWriter, data: bytes, path: str, chunker: Chunker, mt
 
 def batches(files: list[SourceFile], max_files: int = 2000, max_bytes: int = 256 * 1024 * 1024) -> list[list[SourceFile]]:
     """Split files into task-sized batches (hundreds of files or a few hundred MiB each)."""
-    out: list[list[SourceFile]] = []
-    current: list[SourceFile] = []
-    size = 0
-    for sf in files:
-        if current and (len(current) >= max_files or size + sf.size > max_bytes):
-            out.append(current)
-            current, size = [], 0
-        current.append(sf)
-        size += sf.size
-    if current:
-        out.append(current)
-    return out
+    return batches_by_size(files, max_items=max_files, max_bytes=max_bytes)
 
 
 @contextlib.contextmanager

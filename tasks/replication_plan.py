@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tasks.errors import NonRetryableError
+from tasks.batching import batches_by_size
 
 # User metadata this project writes on every object it copies (S3 returns the keys lower-cased).
 META_SOURCE_ETAG = "llmr-source-etag"
@@ -140,16 +141,5 @@ def check_delete_guard(plan: Plan, destination_count: int, *, max_count: int, ma
 
 
 def batches(objects: list[ObjectInfo], *, max_objects: int, max_bytes: int) -> list[list[ObjectInfo]]:
-    """Split work into task-run-sized batches: many objects per task run, bounded bytes."""
-    out: list[list[ObjectInfo]] = []
-    current: list[ObjectInfo] = []
-    size = 0
-    for obj in sorted(objects, key=lambda o: o.key):
-        if current and (len(current) >= max_objects or size + obj.size > max_bytes):
-            out.append(current)
-            current, size = [], 0
-        current.append(obj)
-        size += obj.size
-    if current:
-        out.append(current)
-    return out
+    """Split work into task-run-sized batches in key order: many objects per task run, bounded bytes."""
+    return batches_by_size(sorted(objects, key=lambda o: o.key), max_items=max_objects, max_bytes=max_bytes)
