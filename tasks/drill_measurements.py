@@ -136,7 +136,8 @@ def evaluate_slos(m: Measurements, slo: Slo) -> list[Verdict]:
 
 
 def window(records: Sequence[TurnRecord], start: float, end: float) -> list[TurnRecord]:
-    return [r for r in records if start <= r.sent_at < end]
+    """Requests that *finished* in [start, end): a slow answer counts when it arrives, not never."""
+    return [r for r in records if start <= r.done_at < end]
 
 
 def check_steady_state(records: Sequence[TurnRecord], probes: Sequence[Probe], *,

@@ -86,7 +86,7 @@ class DrillRunner:
         try:
             self._sleep_until(load_started + exp.warmup_s, load)
             now = time.time()
-            before = check_steady_state(window(load.snapshot(), now - exp.steady_state.window_s, now - 1),
+            before = check_steady_state(window(load.snapshot(), now - exp.steady_state.window_s, now),
                                         exp.steady_state.probes, missing_turns=self._missing(load))
             journal.steady_state_before = before
             journal.log("probe", "steady-state-before", _verdicts_text(before))
@@ -175,13 +175,13 @@ class DrillRunner:
             now = time.time()
             records = load.snapshot()
             back = min((r.done_at for r in records if r.ok and r.backend == primary and r.sent_at >= t_rb), default=None)
-            if back is not None and now - 1 - exp.steady_state.window_s >= back:
-                verdicts = check_steady_state(window(records, now - 1 - exp.steady_state.window_s, now - 1),
+            if back is not None and now - exp.steady_state.window_s >= back:
+                verdicts = check_steady_state(window(records, now - exp.steady_state.window_s, now),
                                               exp.steady_state.probes, missing_turns=self._missing(load))
                 if all(v.passed for v in verdicts):
                     journal.log("probe", "steady-state-after", _verdicts_text(verdicts))
                     return verdicts, True
-            if now >= deadline + exp.steady_state.window_s + 1:
+            if now >= deadline + exp.steady_state.window_s:
                 journal.log("probe", "steady-state-after", _verdicts_text(verdicts) or "primary never served again")
                 return verdicts, False
             time.sleep(self.poll_s)

@@ -210,3 +210,17 @@ def test_region_outage_in_sync_mode_loses_no_acknowledged_turn(healthy: Platform
     a = RedisNode("a", healthy.host, healthy.region_a.redis_port)
     b = RedisNode("b", healthy.host, healthy.region_b.redis_port)
     assert is_primary(a) and replication_info(b)["master_link_status"] == "up"
+
+
+def test_drill_deployments_exist_and_one_plans_through_the_worker(deployed: PlatformSettings) -> None:
+    """One deployment per shipped experiment; a dry run through the worker proves the wiring cheaply."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+    from prefect.deployments import run_deployment
+
+    with get_client(sync_client=True) as client:
+        drills = client.read_deployments(deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=["drill"])))
+    assert sorted(d.name for d in drills) == sorted(f"drill-{p.stem}" for p in EXPERIMENTS.glob("*.yaml"))
+    assert all(d.paused for d in drills), "the test platform pauses drill schedules"
+    run = run_deployment(f"failover-drill/{drills[0].name}", parameters={"dry_run": True}, timeout=300, poll_interval=1)
+    assert run.state is not None and run.state.is_completed(), run.state
