@@ -83,29 +83,29 @@ class DrillRunner:
         load_started = time.time()
         t0 = t_rb = time.time()
         injected = False
-        try:
-            self._sleep_until(load_started + exp.warmup_s, load)
-            now = time.time()
-            before = check_steady_state(window(load.snapshot(), now - exp.steady_state.window_s, now),
-                                        exp.steady_state.probes, missing_turns=self._missing(load))
-            journal.steady_state_before = before
-            journal.log("probe", "steady-state-before", _verdicts_text(before))
-            if not all(v.passed for v in before):
-                reasons.append(f"steady state not met before the fault ({_failed_names(before)}); nothing injected")
-                t0 = t_rb = time.time()
-            else:
-                t0 = time.time()
-                injected = True
-                assert exp.rollback is not None
-                fault.inject(exp.rollback.lease_s)
-                journal.log("action", "inject", fault.describe(), at=t0)
-                reasons += self._observe_fault(t0, load, journal)
-        finally:
-            if injected:
-                fault.rollback()
-                t_rb = time.time()
-                journal.log("action", "rollback", f"undid {fault.describe()}", at=t_rb)
-        try:
+        try:  # whatever happens, the load and the observer stop (else they outlive the drill)
+            try:  # whatever happens, an injected fault is rolled back
+                self._sleep_until(load_started + exp.warmup_s, load)
+                now = time.time()
+                before = check_steady_state(window(load.snapshot(), now - exp.steady_state.window_s, now),
+                                            exp.steady_state.probes, missing_turns=self._missing(load))
+                journal.steady_state_before = before
+                journal.log("probe", "steady-state-before", _verdicts_text(before))
+                if not all(v.passed for v in before):
+                    reasons.append(f"steady state not met before the fault ({_failed_names(before)}); nothing injected")
+                    t0 = t_rb = time.time()
+                else:
+                    t0 = time.time()
+                    injected = True
+                    assert exp.rollback is not None
+                    fault.inject(exp.rollback.lease_s)
+                    journal.log("action", "inject", fault.describe(), at=t0)
+                    reasons += self._observe_fault(t0, load, journal)
+            finally:
+                if injected:
+                    fault.rollback()
+                    t_rb = time.time()
+                    journal.log("action", "rollback", f"undid {fault.describe()}", at=t_rb)
             if load.router is not None and load.router.failed_over:
                 self._fail_sessions_back(nodes, load, journal)
             if injected:
