@@ -85,10 +85,7 @@ class DrillRunner:
         injected = False
         try:  # whatever happens, the load and the observer stop (else they outlive the drill)
             try:  # whatever happens, an injected fault is rolled back
-                self._sleep_until(load_started + exp.warmup_s, load)
-                now = time.time()
-                before = check_steady_state(window(load.snapshot(), now - exp.steady_state.window_s, now),
-                                            exp.steady_state.probes, missing_turns=self._missing(load))
+                before = self._steady_state_before(load_started, load)
                 journal.steady_state_before = before
                 journal.log("probe", "steady-state-before", _verdicts_text(before))
                 if not all(v.passed for v in before):
@@ -117,6 +114,9 @@ class DrillRunner:
         finally:
             load.stop()
             observations = observer.stop() if observer else []
+            if observer is not None and observer.errors:
+                journal.log("error", "gateway-observer", f"{observer.errors} failed reads of the runtime API; "
+                                                         f"last: {observer.last_error}")
         if load.error is not None:
             reasons.append(f"load generator failed: {load.error!r}")
         lost, lost_detail = load.missing_turns()
@@ -140,6 +140,19 @@ class DrillRunner:
         journal.status = "failed" if reasons else "passed"
         journal.reasons = reasons
         return DrillOutcome(journal=journal, passed=not reasons, reasons=reasons)
+
+    def _steady_state_before(self, load_started: float, load: LoadGenerator) -> list[Verdict]:
+        """The hypothesis over the warm-up's last window; on a slow machine the window may hold
+        too few finished requests to judge, so wait for them (up to three warm-ups)."""
+        exp = self.experiment
+        enough = max(3, int(exp.load.rate_rps * exp.steady_state.window_s / 2))
+        self._sleep_until(load_started + exp.warmup_s, load)
+        while True:
+            now = time.time()
+            recent = window(load.snapshot(), now - exp.steady_state.window_s, now)
+            if len(recent) >= enough or now >= load_started + 3 * exp.warmup_s or load.error is not None:
+                return check_steady_state(recent, exp.steady_state.probes, missing_turns=self._missing(load))
+            time.sleep(self.poll_s)
 
     def _observe_fault(self, t0: float, load: LoadGenerator, journal: DrillJournal) -> list[str]:
         """Hold the fault for its duration, stopping early if an abort condition is breached."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
-from deployments.stack.haproxy_runtime import GatewayRuntimeError, HAProxyRuntime
+from deployments.stack.haproxy_runtime import HAProxyRuntime
 from tasks.drill_measurements import GatewayObservation
 
 
@@ -19,6 +19,7 @@ class GatewayObserver:
         self.runtime, self.interval_s = runtime, interval_s
         self.observations: list[GatewayObservation] = []
         self.errors = 0
+        self.last_error: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gateway-observer", daemon=True)
 
@@ -36,8 +37,9 @@ class GatewayObserver:
         while not self._stop.is_set():
             try:
                 servers = self.runtime.servers()
-            except GatewayRuntimeError:
+            except Exception as exc:  # noqa: BLE001 - a dead observer would silently stop timing detection
                 self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
             else:
                 now = time.time()
                 for name, state in servers.items():

@@ -8,9 +8,11 @@ never retries a failed request onto a backup server (measured: with ``retries 5`
 among active servers reaches region-b, so the request in flight when region-a fails is saved.
 
 Failed connections, empty responses, 5xx answers and *response timeouts* are retried on the
-other server, and a server that answers 5xx or times out is marked down at once by passive
-checks (``observe layer7``), so a hung model server costs one ``timeout server``, not a
-health-check cycle. A region that comes back is eased in by ``slowstart``. Each server is the
+other server. A server that answers 5xx is marked down at once by passive checks (``observe
+layer7``); a hung one is not (HAProxy does not report a timeout it retried to the passive
+checks), so until two active checks time out (``timeout check``) each request sent to it costs
+one ``timeout server`` and then succeeds on region-b. There is deliberately no per-server
+``maxconn``: a full primary would overflow to the standby instead of queueing. A region that comes back is eased in by ``slowstart``. Each server is the
 region's chaos proxy (deployments/stack/chaos_proxy.py), so drills can make a region answer
 errors or slowly exactly as a sick model server would. The failover and failback flows move
 traffic with weights and states through the admin socket (deployments/stack/haproxy_runtime.py).
@@ -41,7 +43,6 @@ class GatewayProfile(BaseModel):
     passive_checks: bool = True
     retry_on_timeout: bool = True
     timeout_server_s: float | None = Field(default=None, gt=0, description="None: the platform setting.")
-    server_maxconn: int = Field(default=1, ge=1, description="Requests in flight per model server.")
 
 
 def render_haproxy_config(
@@ -80,17 +81,14 @@ defaults
     # Longer than any answer the platform's small model gives, short enough that a hung server
     # costs one timeout: the request is then retried on the other region (retry-on response-timeout).
     timeout server {int(timeout_s * 1000)}ms
-    # llama.cpp serves one request at a time (maxconn below): the others wait in HAProxy's queue,
-    # not inside the server, so `timeout server` times one answer, never a queue, and a server
-    # that goes down hands its queued requests to the other region (redispatch).
-    timeout queue 30s
-    # llama-cpp-python answers /v1/models only between generations: a short check timeout would
-    # mark a busy, healthy server down. Fast detection comes from the passive checks below.
-    timeout check 10s
+    # llama-cpp-python answers /v1/models only between generations, so a check waits for the
+    # current answer; a hung server is one that has not answered a check for this long (twice).
+    # A retried timeout is not seen by the passive checks below, so this is what marks a hang down.
+    timeout check {int(settings.gateway_check_timeout_s * 1000)}ms
 {retries}    # Passive checks too: a server that answers 5xx or times out is marked down at once
     # (observe layer7, on-error mark-down), and the retry of that very request is redispatched
     # to the other region.
-    default-server inter 250ms fastinter 250ms downinter 500ms fall 2 rise 2 slowstart 10s maxconn {profile.server_maxconn}{observe}
+    default-server inter 250ms fastinter 250ms downinter 500ms fall 2 rise 2 slowstart 10s{observe}
 
 frontend llm_gateway
     bind {settings.host}:{port or settings.gateway_port}

@@ -24,9 +24,11 @@ def test_haproxy_config_makes_region_b_a_warm_standby(settings: PlatformSettings
     assert "option httpchk GET /v1/models" in cfg
     assert "option redispatch" in cfg and "retries 2" in cfg
     assert "retry-on conn-failure empty-response 502 503 504 response-timeout" in cfg
-    assert "option http-buffer-request" in cfg and "timeout queue 30s" in cfg and "maxconn 1" in cfg
+    assert "option http-buffer-request" in cfg
+    # No per-server maxconn: a full primary would overflow to the standby instead of queueing.
+    assert "maxconn 1" not in cfg
     assert "slowstart 10s" in cfg and "fall 2 rise 2" in cfg
-    assert "observe layer7 error-limit 1 on-error mark-down" in cfg and "timeout check 10s" in cfg
+    assert "observe layer7 error-limit 1 on-error mark-down" in cfg and "timeout check 3000ms" in cfg
     assert f"stats socket {settings.haproxy_socket} mode 600 level admin" in cfg
 
 
