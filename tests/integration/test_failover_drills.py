@@ -40,6 +40,7 @@ def experiment(name: str, **changes: object) -> Experiment:
     exp = load_experiment(EXPERIMENTS / f"{name}.yaml")
     data = exp.model_dump()
     data.update(duration_s=8, warmup_s=5, recovery_deadline_s=60)
+    data["load"].update(rate_rps=2, max_tokens=4)  # well inside one model server's capacity on 2 busy cores
     data["steady_state"]["window_s"] = 3
     for probe in data["steady_state"]["probes"]:
         if probe["kind"] == "p99_latency_ms":
@@ -81,11 +82,23 @@ def await_healthy_platform(settings: PlatformSettings, timeout_s: float = 90) ->
     raise AssertionError(f"platform not healthy again: {runtime.servers()}")
 
 
+def restore_normal_routing(settings: PlatformSettings) -> None:
+    """After a failed test: region-a primary again (sessions and traffic) without probing."""
+    from tasks.regional_failover import FailbackPolicy, RegionalControl
+
+    RegionalControl(settings).fail_back(FailbackPolicy(steps_percent=[100], hold_s=0.5, max_error_rate=1,
+                                                       max_p99_ms=1e9))
+
+
 @pytest.fixture
 def healthy(platform: PlatformSettings) -> Iterator[PlatformSettings]:
     await_healthy_platform(platform)
     yield platform
-    await_healthy_platform(platform)
+    try:
+        await_healthy_platform(platform)
+    except AssertionError:
+        restore_normal_routing(platform)  # so one failure does not cascade into the next tests
+        raise
 
 
 @pytest.mark.parametrize("name", ["model-server-crash", "model-server-hang", "model-server-error-burst", "model-server-slow"])
