@@ -11,8 +11,12 @@ within the deadline -> measure, judge against the SLOs, keep the journal.
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,13 +30,38 @@ from tasks.drill_lock import claim_targets
 from tasks.drill_measurements import (
     Marks, Verdict, abort_breaches, check_steady_state, evaluate_slos, measure, window,
 )
-from tasks.errors import NonRetryableError
+from tasks.errors import LLMResilienceError, NonRetryableError
 from tasks.gateway_observer import GatewayObserver
 from tasks.session_topology import RedisNode, follow, switchover
 
 
 class FaultStillActiveError(NonRetryableError):
     """A target still carries a fault (an interrupted drill's, until its lease ends)."""
+
+
+class DrillInterrupted(LLMResilienceError):
+    """The drill's process was asked to stop (SIGTERM: a cancellation from the Prefect UI)."""
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into an exception while a fault may be in place, so ``finally`` rolls it back.
+
+    A cancelled flow run's process gets SIGTERM; Python's default would end it without running
+    any ``finally``, leaving the fault to its lease. Only the main thread can set handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise DrillInterrupted("SIGTERM received (cancelled?): rolling the fault back")
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass
@@ -57,7 +86,8 @@ class DrillRunner:
         plan, fault = plan_experiment(settings, exp)
         journal = DrillJournal(experiment=exp.model_dump(mode="json"), run=self.run_name, started_at=time.time())
         journal.log("action", "plan", "; ".join(f"{a.step} {a.component}: {a.detail}" for a in plan.actions))
-        with claim_targets(settings.run_dir / "drills", plan.touches, experiment=exp.name, run=self.run_name):
+        with claim_targets(settings.run_dir / "drills", plan.touches, experiment=exp.name, run=self.run_name), \
+                sigterm_raises():
             if fault.is_active():
                 raise FaultStillActiveError(
                     f"{fault.describe()} is still in place (an interrupted drill's fault lasts until its "

@@ -39,7 +39,7 @@ def experiment(name: str, **changes: object) -> Experiment:
     """A shipped experiment, shortened, with time SLOs loosened and loss SLOs kept."""
     exp = load_experiment(EXPERIMENTS / f"{name}.yaml")
     data = exp.model_dump()
-    data.update(duration_s=8, warmup_s=5, recovery_deadline_s=60)
+    data.update(duration_s=12, warmup_s=5, recovery_deadline_s=60)
     data["load"].update(rate_rps=2, max_tokens=4)  # well inside one model server's capacity on 2 busy cores
     data["steady_state"]["window_s"] = 3
     for probe in data["steady_state"]["probes"]:
@@ -146,10 +146,14 @@ def bad_gateway(healthy: PlatformSettings) -> Iterator[tuple[str, Path]]:
 def test_drill_fails_naming_the_slo_when_the_gateway_has_no_standby(healthy: PlatformSettings, bad_gateway) -> None:  # noqa: ANN001
     url, sock = bad_gateway
     since = time.time()
-    state = failover_drill(experiment=experiment("model-server-crash"),
-                           options=DrillOptions(gateway_url=url, gateway_admin_socket=str(sock)), return_state=True)
+    exp = experiment("model-server-crash", duration_s=20,
+                     abort_conditions=[{"signal": "error_rate", "threshold": 0.3, "window_s": 3}])
+    state = failover_drill(experiment=exp, options=DrillOptions(gateway_url=url, gateway_admin_socket=str(sock)),
+                           return_state=True)
     assert state.is_failed()
     message = state.message or ""
+    assert "aborted: error_rate" in message  # the stop condition fired and rolled the fault back early
+    assert Launcher(healthy).is_running("llm-region-a")
     assert "SLO max_failover_ms breached: measured nothing" in message
     assert "SLO max_failed_per_1000 breached" in message
     events = wait_for_events(healthy, event="llm-resilience.drill.failed",
@@ -237,3 +241,40 @@ def test_drill_deployments_exist_and_one_plans_through_the_worker(deployed: Plat
     assert all(d.paused for d in drills), "the test platform pauses drill schedules"
     run = run_deployment(f"failover-drill/{drills[0].name}", parameters={"dry_run": True}, timeout=300, poll_interval=1)
     assert run.state is not None and run.state.is_completed(), run.state
+
+
+def test_cancelling_a_drill_from_the_ui_rolls_its_fault_back(deployed: PlatformSettings) -> None:
+    """Cancellation (what the UI's Cancel button does) reaches the drill as SIGTERM; its rollback
+    runs then, long before the fault's lease would have ended it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.deployments import run_deployment
+    from prefect.states import Cancelling
+
+    await_healthy_platform(deployed)
+    launcher = Launcher(deployed)
+    pid = launcher.record("llm-region-a").pid
+    exp = experiment("model-server-hang", duration_s=240, warmup_s=3, rollback__lease_s=300)
+    run = run_deployment("failover-drill/drill-model-server-hang", parameters={
+        "experiment_file": None, "experiment": exp.model_dump(mode="json")}, timeout=0)
+    try:
+        deadline = time.monotonic() + 180
+        while psutil.Process(pid).status() != psutil.STATUS_STOPPED:
+            assert time.monotonic() < deadline, "the drill never injected its hang"
+            time.sleep(0.2)
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run.id, Cancelling(), force=True)
+            deadline = time.monotonic() + 90
+            while client.read_flow_run(run.id).state_type not in (StateType.CANCELLED, StateType.FAILED,
+                                                                   StateType.CRASHED):
+                assert time.monotonic() < deadline, "the run was never cancelled"
+                time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while psutil.Process(pid).status() == psutil.STATUS_STOPPED:
+            assert time.monotonic() < deadline, "cancelled, but the hang is still in place"
+            time.sleep(0.2)
+    finally:
+        if psutil.Process(pid).status() == psutil.STATUS_STOPPED:
+            os.killpg(pid, signal.SIGCONT)
+    assert launcher.record("llm-region-a").pid == pid
+    await_healthy_platform(deployed)
