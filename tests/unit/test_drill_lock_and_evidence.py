@@ -59,3 +59,22 @@ def test_timeline_png_and_summary(tmp_path: Path) -> None:
 def test_failback_steps_must_rise_to_100(steps: list[int]) -> None:
     with pytest.raises(ValueError, match="must increase strictly"):
         FailbackPolicy(steps_percent=steps)
+
+
+def test_sigterm_becomes_an_exception_so_finally_blocks_roll_back() -> None:
+    code = ("import os, signal\n"
+            "from tasks.drill_runner import DrillInterrupted, sigterm_raises\n"
+            "try:\n"
+            "    with sigterm_raises():\n"
+            "        try:\n"
+            "            os.kill(os.getpid(), signal.SIGTERM)\n"
+            "            import time; time.sleep(5)\n"
+            "        finally:\n"
+            "            print('rolled back', flush=True)\n"
+            "except DrillInterrupted as exc:\n"
+            "    print('interrupted:', exc)\n"
+            "assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["rolled back", "interrupted: SIGTERM received (cancelled?): rolling the fault back"]
