@@ -21,9 +21,10 @@ from tests.ports import settings_on_free_ports
 
 
 SESSION_STATE_DIR = Path(tempfile.mkdtemp(prefix="llmr-test-"))
-# Tests judge behaviour, not speed: a generous gateway timeout keeps a loaded CI machine's slow
-# answer from turning into a failover (bench/failover measures with the 2 s default).
-SESSION_SETTINGS = settings_on_free_ports(SESSION_STATE_DIR / "platform", gateway_timeout_server_s=6.0)
+# Tests judge behaviour, not speed: generous gateway timeouts keep a loaded CI machine's slow
+# answer or health check from turning into a failover (bench/failover measures the defaults).
+SESSION_SETTINGS = settings_on_free_ports(SESSION_STATE_DIR / "platform", gateway_timeout_server_s=6.0,
+                                          gateway_check_timeout_s=8.0)
 SESSION_SETTINGS.prefect_home.mkdir(parents=True, exist_ok=True)
 os.environ.update(SESSION_SETTINGS.prefect_env())
 os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
