@@ -60,9 +60,10 @@ class ReplicationParams(BaseModel):
     )
     quarantine_days: int = Field(default=7, ge=0, description="Days a quarantined object is kept.")
     concurrency: int = Field(default=16, ge=1, le=256, description="Objects in flight at once (backs off under throttling).")
-    large_concurrency: int = Field(default=4, ge=1, le=64, description="Large objects streamed at once (memory ~ this x (part_concurrency + 1) x part size).")
+    large_concurrency: int = Field(default=8, ge=1, le=64, description="Objects above 4 MiB streamed at once (multipart part buffers share buffer_mib).")
     part_concurrency: int = Field(default=4, ge=1, le=64, description="Parts of one large object uploading at once.")
-    multipart_threshold_mib: int = Field(default=16, ge=5, description="Objects larger than this are streamed in parts.")
+    multipart_threshold_mib: int = Field(default=200, ge=5, description="Objects larger than this are copied in parts (resumable); smaller ones above 4 MiB stream through one PUT.")
+    buffer_mib: int = Field(default=64, ge=5, le=4096, description="Multipart part buffers alive at once, all large objects together (the memory bound).")
     part_size_mib: int = Field(default=8, ge=5, le=5120, description="Part size for large objects.")
     list_page_size: int = Field(default=1000, ge=1, le=1000, description="Keys per listing request.")
     batch_objects: int = Field(default=1000, ge=1, description="Objects per copy task run.")
@@ -94,7 +95,7 @@ class ReplicationParams(BaseModel):
         return CopySettings(
             multipart_threshold=self.multipart_threshold_mib * MIB, part_size=self.part_size_mib * MIB,
             concurrency=self.concurrency, large_concurrency=self.large_concurrency, part_concurrency=self.part_concurrency,
-            verify_readback=self.verify_readback, max_request_attempts=self.max_request_attempts,
+            buffer_bytes=self.buffer_mib * MIB, verify_readback=self.verify_readback, max_request_attempts=self.max_request_attempts,
             resume_dir=Path(self.resume_dir),
         )
 

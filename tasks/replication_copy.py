@@ -20,6 +20,7 @@ import hashlib
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import BoundedSemaphore
@@ -29,6 +30,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tasks.adaptive_concurrency import AdaptiveLimiter, WireStats
 from tasks.multipart_resume import ResumeRecord, ResumeStore
+from tasks.part_streaming import (
+    MIN_PART,
+    ByteBudget,
+    PartBuffer,
+    PartLayout,
+    composite_etag,
+    etag_part_count,
+    plan_parts,
+    readinto_exact,
+    source_part_size,
+)
 from tasks.replication_plan import (
     META_MD5,
     META_PARTS,
@@ -53,11 +65,14 @@ class SourceVanished(Exception):
 
 @dataclass
 class CopySettings:
-    multipart_threshold: int = 16 * MIB
+    multipart_threshold: int = 200 * MIB  # above: multipart (resumable); rclone's upload_cutoff is 200 MiB too
+    in_memory_max: int = 4 * MIB  # up to this, one GET body in memory; above, streamed GET -> PUT
     part_size: int = 8 * MIB
     concurrency: int = 16
     large_concurrency: int = 4  # objects streamed in parts at once
-    part_concurrency: int = 4  # parts of one object uploading at once (memory ~ large x (part + 1) x part_size)
+    part_concurrency: int = 4  # parts of one object uploading at once
+    buffer_bytes: int = 64 * MIB  # part buffers alive at once, all large copies of a batch together
+    max_part_size: int = 64 * MIB  # largest source part size copied as is (larger: part_size parts)
     verify_readback: bool = False  # also GET every copied object and compare SHA-256
     object_attempts: int = 3  # whole-object retries on top of botocore's per-request retries
     max_request_attempts: int = 8
@@ -107,9 +122,11 @@ class ObjectCopier:
         self.destination = destination
         self.settings = settings
         pool = settings.concurrency + 4
+        pool += settings.large_concurrency * settings.part_concurrency
         self.src = source.client(max_attempts=settings.max_request_attempts, max_pool_connections=pool, observer=stats.observe)
         self.dst = destination.client(max_attempts=settings.max_request_attempts, max_pool_connections=pool, observer=stats.observe)
         self.resume = ResumeStore(settings.resume_dir)
+        self.budget = ByteBudget(max(settings.buffer_bytes, MIN_PART))
         self.part_pool = ThreadPoolExecutor(
             max_workers=max(1, settings.large_concurrency * settings.part_concurrency), thread_name_prefix="part"
         )
@@ -146,8 +163,8 @@ class ObjectCopier:
             self._verify_by_readback(key, sha, len(body))
         return self._done(obj, got)
 
-    def _check_source(self, md5_hex: str, src_etag: str, src_meta: dict[str, str], sha_hex: str | None) -> None:
-        if "-" not in src_etag and len(src_etag) == 32 and md5_hex != src_etag:
+    def _check_source(self, md5_hex: str | None, src_etag: str, src_meta: dict[str, str], sha_hex: str | None) -> None:
+        if md5_hex is not None and "-" not in src_etag and len(src_etag) == 32 and md5_hex != src_etag:
             raise VerificationFailed(f"bytes read from the source do not match its ETag {src_etag}")
         recorded = src_meta.get(META_SHA256)
         if recorded and sha_hex and recorded != sha_hex:
@@ -174,49 +191,144 @@ class ObjectCopier:
             parts_resumed=parts_resumed,
         )
 
-    # -- large objects ---------------------------------------------------------------------
-    def copy_large(self, obj: ObjectInfo) -> CopyOutcome:
-        s = self.settings
-        dkey = self.destination.full_key(obj.key)
+    # -- medium objects: one streamed PUT ------------------------------------------------
+    def copy_streamed(self, obj: ObjectInfo) -> CopyOutcome:
+        """GET streamed straight into a single PUT (never whole in memory) with Content-MD5, so the
+        store refuses bytes that are not the source's and the object appears only when whole. The
+        MD5 is the source's plain ETag, or, for a source written in parts, computed first by one
+        hashing pass whose part MD5s must rebuild the source ETag. The destination's ETag (its own
+        MD5 of what it stored) must then equal it."""
+        skey, dkey = self.source.full_key(obj.key), self.destination.full_key(obj.key)
         try:
-            head = self.src.head_object(Bucket=self.source.bucket, Key=self.source.full_key(obj.key))
+            head = self.src.head_object(Bucket=self.source.bucket, Key=skey)
         except ClientError as exc:
             if _is_not_found(exc):
                 raise SourceVanished(obj.key) from None
             raise
         src_etag = _etag(head.get("ETag"))
         size = int(head["ContentLength"])
-        part_size = max(s.part_size, 5 * MIB, -(-size // 10_000))
-        part_count = max(1, -(-size // part_size))
-        record = self._resumable(dkey, src_etag, size, part_size)
+        recorded_sha = (head.get("Metadata") or {}).get(META_SHA256)
+        md5_hex = src_etag if ("-" not in src_etag and len(src_etag) == 32 and not recorded_sha) else None
+        if md5_hex is None:
+            md5_hex = self._hash_source(skey, head, size, src_etag, recorded_sha)
+        metadata = {META_SOURCE_ETAG: src_etag, META_MD5: md5_hex}
+        if recorded_sha:
+            metadata[META_SHA256] = recorded_sha
+        extra = {"ContentType": head["ContentType"]} if head.get("ContentType") else {}
+        got = self.src.get_object(Bucket=self.source.bucket, Key=skey, IfMatch=head["ETag"])
+        with closing(got["Body"]) as body:
+            put = self.dst.put_object(
+                Bucket=self.destination.bucket, Key=dkey, Body=ExactReader(socket_stream(body), size), ContentLength=size,
+                ContentMD5=_b64(bytes.fromhex(md5_hex)), Metadata=metadata, **extra,
+            )
+        if _etag(put.get("ETag")) != md5_hex:
+            self.dst.delete_object(Bucket=self.destination.bucket, Key=dkey)
+            raise VerificationFailed(f"destination ETag {put.get('ETag')} is not the source MD5 {md5_hex}; removed")
+        if self.settings.verify_readback:
+            self._verify_parts_by_readback(dkey, PartLayout(size, max(size, 1), 1), md5_hex + "-1", plain=True)
+        return self._done(obj, got)
+
+    def _hash_source(self, skey: str, head: dict[str, Any], size: int, src_etag: str, recorded_sha: str | None) -> str:
+        """One read of the source: its MD5 (for Content-MD5), checked against what the source
+        says about itself (multipart ETag rebuilt from part MD5s in its layout, recorded SHA-256)."""
+        layout = self._source_layout(skey, head, size, src_etag)
+        got = self.src.get_object(Bucket=self.source.bucket, Key=skey, IfMatch=head["ETag"])
+        full_md5, full_sha = hashlib.md5(), hashlib.sha256() if recorded_sha else None
+        part_md5s: list[bytes] = []
+        buf = bytearray(MIB)
+        view = memoryview(buf)
+        read = 0
+        with closing(got["Body"]) as body:
+            stream = socket_stream(body)
+            for number in range(1, layout.count + 1):
+                _, want = layout.bounds(number)
+                part = hashlib.md5()
+                while want:
+                    n = readinto_exact(stream, view[:min(want, MIB)])
+                    if not n:
+                        raise VerificationFailed(f"source stream ended after {read} of {size} bytes")
+                    chunk = view[:n]
+                    part.update(chunk)
+                    full_md5.update(chunk)
+                    if full_sha is not None:
+                        full_sha.update(chunk)
+                    want -= n
+                    read += n
+                part_md5s.append(part.digest())
+        view.release()
+        composite = composite_etag(part_md5s)
+        if etag_part_count(src_etag) and layout.matches_source and composite != src_etag:
+            raise VerificationFailed(f"bytes read from the source do not match its multipart ETag {src_etag} (got {composite})")
+        self._check_source(full_md5.hexdigest(), src_etag, head.get("Metadata") or {}, full_sha.hexdigest() if full_sha else None)
+        return full_md5.hexdigest()
+
+    # -- large objects ---------------------------------------------------------------------
+    def _source_layout(self, skey: str, head: dict[str, Any], size: int, src_etag: str) -> PartLayout:
+        """Copy in the source's own part layout when it can be known (so its ETag verifies what we
+        read), else in ``part_size`` parts."""
+        s = self.settings
+        first: int | None = None
+        if etag_part_count(src_etag):
+            try:  # S3 (and MinIO) answer a HEAD for part 1 with that part's length
+                one = self.src.head_object(Bucket=self.source.bucket, Key=skey, PartNumber=1, IfMatch=head["ETag"])
+                if int(one.get("PartsCount") or 0) > 0 and int(one["ContentLength"]) < size:
+                    first = int(one["ContentLength"])
+            except ClientError as exc:
+                if _is_not_found(exc):
+                    raise SourceVanished(skey) from None
+        max_part = max(MIN_PART, min(s.max_part_size, s.buffer_bytes))
+        return plan_parts(size, s.part_size, source_part=source_part_size(size, src_etag, first), max_part=max_part)
+
+    def copy_large(self, obj: ObjectInfo) -> CopyOutcome:
+        """One GET streams the source in order; each part is read straight into its own buffer
+        (held under the batch's byte budget), MD5-hashed and uploaded by the part pool while the
+        next part is read. Nothing becomes visible before CompleteMultipartUpload."""
+        dkey = self.destination.full_key(obj.key)
+        skey = self.source.full_key(obj.key)
+        try:
+            head = self.src.head_object(Bucket=self.source.bucket, Key=skey)
+        except ClientError as exc:
+            if _is_not_found(exc):
+                raise SourceVanished(obj.key) from None
+            raise
+        src_etag = _etag(head.get("ETag"))
+        size = int(head["ContentLength"])
+        layout = self._source_layout(skey, head, size, src_etag)
+        recorded_sha = (head.get("Metadata") or {}).get(META_SHA256)
+        record = self._resumable(dkey, src_etag, size, layout.part_size)
         if record is None:
-            metadata = {META_SOURCE_ETAG: src_etag, META_PARTS: f"{part_count}:{part_size}"}
+            metadata = {META_SOURCE_ETAG: src_etag, META_PARTS: f"{layout.count}:{layout.part_size}"}
             if "-" not in src_etag and len(src_etag) == 32:
                 metadata[META_RCLONE_MD5] = _b64(bytes.fromhex(src_etag))
                 metadata[META_MD5] = src_etag
-            recorded_sha = (head.get("Metadata") or {}).get(META_SHA256)
             if recorded_sha:
                 metadata[META_SHA256] = recorded_sha
             extra = {"ContentType": head["ContentType"]} if head.get("ContentType") else {}
             created = self.dst.create_multipart_upload(Bucket=self.destination.bucket, Key=dkey, Metadata=metadata, **extra)
-            record = ResumeRecord(self.destination.store_id, dkey, created["UploadId"], src_etag, size, part_size)
+            record = ResumeRecord(self.destination.store_id, dkey, created["UploadId"], src_etag, size, layout.part_size)
             self.resume.save(record)
         resumed = len(record.parts)
-        got = self.src.get_object(Bucket=self.source.bucket, Key=self.source.full_key(obj.key), IfMatch=head["ETag"])
+        got = self.src.get_object(Bucket=self.source.bucket, Key=skey, IfMatch=head["ETag"])
         body = got["Body"]
-        full_md5, full_sha = hashlib.md5(), hashlib.sha256()
-        part_digests: list[bytes] = []
-        parts: list[dict[str, Any]] = []
+        stream = socket_stream(body)
+        # Whole-object hashes only when something can check them: a plain source ETag (MD5) or a
+        # SHA-256 the source recorded. Otherwise the part MD5s are the end-to-end check.
+        full_md5 = hashlib.md5() if etag_part_count(src_etag) is None else None
+        full_sha = hashlib.sha256() if recorded_sha else None
+        part_md5s: list[bytes | None] = [None] * layout.count
         uploads: list[Future] = []
-        in_flight = BoundedSemaphore(max(1, s.part_concurrency))
         part_failed = threading.Event()
         read = 0
 
-        def upload(number: int, chunk: bytes, md5: bytes) -> None:
+        def upload(number: int, buf: PartBuffer, held: int) -> None:
             try:
+                md5 = hashlib.md5(buf.view).digest()
+                part_md5s[number - 1] = md5
+                if record.parts.get(number) == md5.hex():
+                    return  # uploaded and verified by an earlier, interrupted run
                 up = self.dst.upload_part(
                     Bucket=self.destination.bucket, Key=dkey, UploadId=record.upload_id, PartNumber=number,
-                    Body=chunk, ContentMD5=_b64(md5),
+                    Body=buf, ContentMD5=_b64(md5),
                 )
                 if _etag(up.get("ETag")) != md5.hex():
                     raise VerificationFailed(f"part {number}: destination computed ETag {up.get('ETag')} for bytes with MD5 {md5.hex()}")
@@ -227,23 +339,32 @@ class ObjectCopier:
                 part_failed.set()
                 raise
             finally:
-                in_flight.release()
+                buf.close()
+                self.budget.release(held)
 
         try:
-            # One reader hashes the stream in order (full-object MD5/SHA-256); parts upload in parallel.
-            for number in range(1, part_count + 1):
-                want = min(part_size, size - read)
-                chunk = _read_exact(body, want)
-                read += len(chunk)
-                md5 = hashlib.md5(chunk).digest()
-                full_md5.update(chunk)
-                full_sha.update(chunk)
-                part_digests.append(md5)
-                parts.append({"PartNumber": number, "ETag": f'"{md5.hex()}"'})
-                if record.parts.get(number) != md5.hex():
-                    in_flight.acquire()
-                    uploads.append(self.part_pool.submit(upload, number, chunk, md5))
-                del chunk
+            for number in range(1, layout.count + 1):
+                _, want = layout.bounds(number)
+                held = self.budget.acquire(want)
+                try:
+                    buf = PartBuffer(want)
+                except BaseException:
+                    self.budget.release(held)
+                    raise
+                try:
+                    n = readinto_exact(stream, buf.view)
+                    read += n
+                    if n != want:
+                        raise VerificationFailed(f"source stream ended after {read} of {size} bytes")
+                    if full_md5 is not None:
+                        full_md5.update(buf.view)
+                    if full_sha is not None:
+                        full_sha.update(buf.view)
+                    uploads.append(self.part_pool.submit(upload, number, buf, held))
+                except BaseException:
+                    buf.close()
+                    self.budget.release(held)
+                    raise
                 if part_failed.is_set():
                     break
         finally:
@@ -253,8 +374,13 @@ class ObjectCopier:
             raise errors[0]
         if read != size:
             raise VerificationFailed(f"read {read} of {size} source bytes")
-        self._check_source(full_md5.hexdigest(), src_etag, head.get("Metadata") or {}, full_sha.hexdigest())
-        expected = f"{hashlib.md5(b''.join(part_digests)).hexdigest()}-{part_count}"
+        self._check_source(full_md5.hexdigest() if full_md5 else None, src_etag, head.get("Metadata") or {},
+                           full_sha.hexdigest() if full_sha else None)
+        digests = [d for d in part_md5s if d is not None]
+        expected = composite_etag(digests)
+        if layout.matches_source and expected != src_etag:
+            raise VerificationFailed(f"bytes read from the source do not match its multipart ETag {src_etag} (got {expected})")
+        parts = [{"PartNumber": i, "ETag": f'"{d.hex()}"'} for i, d in enumerate(digests, 1)]
         try:
             done = self.dst.complete_multipart_upload(
                 Bucket=self.destination.bucket, Key=dkey, UploadId=record.upload_id, MultipartUpload={"Parts": parts}
@@ -264,11 +390,34 @@ class ObjectCopier:
                 self.resume.delete(record.store_id, dkey)  # completed by a killed run, or aborted: start over
             raise
         self.resume.delete(record.store_id, dkey)
-        if _etag(done.get("ETag")) != expected:
-            self._verify_by_readback(dkey, full_sha.hexdigest(), size)
-        elif self.settings.verify_readback:
-            self._verify_by_readback(dkey, full_sha.hexdigest(), size)
+        if _etag(done.get("ETag")) != expected or self.settings.verify_readback:
+            self._verify_parts_by_readback(dkey, layout, expected)
         return self._done(obj, got, parts_resumed=resumed)
+
+    def _verify_parts_by_readback(self, key: str, layout: PartLayout, expected: str, *, plain: bool = False) -> None:
+        """Read the destination back in the same layout and compare the composite MD5; on a
+        mismatch remove it (it must not stay visible)."""
+        got = self.dst.get_object(Bucket=self.destination.bucket, Key=key)
+        digests: list[bytes] = []
+        n = 0
+        with closing(got["Body"]) as body:
+            for number in range(1, layout.count + 1):
+                _, want = layout.bounds(number)
+                h = hashlib.md5()
+                left = want
+                while left:
+                    chunk = body.read(min(left, MIB))
+                    if not chunk:
+                        break
+                    h.update(chunk)
+                    left -= len(chunk)
+                    n += len(chunk)
+                digests.append(h.digest())
+            extra = body.read(1)
+        got_etag = digests[0].hex() + "-1" if plain else composite_etag(digests)
+        if n != layout.size or extra or got_etag != expected:
+            self.dst.delete_object(Bucket=self.destination.bucket, Key=key)
+            raise VerificationFailed(f"destination bytes differ from the source after the write ({n} bytes read back); removed")
 
     def _resumable(self, dkey: str, src_etag: str, size: int, part_size: int) -> ResumeRecord | None:
         record = self.resume.load(self.destination.store_id, dkey)
@@ -295,12 +444,13 @@ class ObjectCopier:
 
     # -- one object, with whole-object retries ---------------------------------------------
     def copy(self, obj: ObjectInfo, stats: WireStats) -> CopyOutcome:
-        large = obj.size > self.settings.multipart_threshold
+        s = self.settings
+        method = self.copy_large if obj.size > s.multipart_threshold else self.copy_streamed if obj.size > s.in_memory_max else self.copy_small
         delays = backoff_delays(self.settings.object_attempts, base_s=0.5, cap_s=10)
         last_error = ""
         for attempt in range(1, self.settings.object_attempts + 1):
             try:
-                outcome = self.copy_large(obj) if large else self.copy_small(obj)
+                outcome = method(obj)
                 outcome.attempts = attempt
                 return outcome
             except SourceVanished:
@@ -318,17 +468,49 @@ class ObjectCopier:
         return CopyOutcome(key=obj.key, size=obj.size, status="failed", error=last_error[:500], attempts=attempt)
 
 
-def _read_exact(body: Any, n: int) -> bytes:
-    first = body.read(n)
-    if len(first) == n or not first:
-        return first
-    buf = bytearray(first)
-    while len(buf) < n:
-        chunk = body.read(n - len(buf))
+def socket_stream(body: Any) -> Any:
+    """The http.client response under botocore's StreamingBody, so parts are read from the socket
+    straight into their buffers (urllib3's ``readinto`` reads into a temporary and copies); falls
+    back to the body itself when the layers are not the expected ones or the body is encoded."""
+    raw = getattr(body, "_raw_stream", None)
+    fp = getattr(raw, "_fp", None)
+    headers = getattr(raw, "headers", None) or {}
+    if fp is not None and hasattr(fp, "readinto") and not headers.get("Content-Encoding"):
+        return fp
+    return body
+
+
+class ExactReader:
+    """A read-only stream of exactly ``size`` bytes for a streamed PUT body: a source that ends
+    early is an error (never a shorter object), and it cannot rewind (botocore then fails the
+    request and the whole object is retried)."""
+
+    def __init__(self, stream: Any, size: int) -> None:
+        self._stream = stream
+        self.size = size
+        self.sent = 0
+
+    def read(self, n: int = -1) -> bytes:
+        left = self.size - self.sent
+        want = left if n is None or n < 0 else min(n, left)
+        if want <= 0:
+            return b""
+        chunk = self._stream.read(want)
         if not chunk:
-            break
-        buf += chunk
-    return bytes(buf)
+            raise VerificationFailed(f"source stream ended after {self.sent} of {self.size} bytes")
+        self.sent += len(chunk)
+        return chunk
+
+    def tell(self) -> int:
+        return self.sent
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if (offset, whence) in ((self.sent, 0), (0, 1)):
+            return self.sent
+        raise OSError("a streamed source cannot rewind")
+
+    def __len__(self) -> int:
+        return self.size
 
 
 def copy_objects(
@@ -341,7 +523,7 @@ def copy_objects(
     large_gate = BoundedSemaphore(max(1, settings.large_concurrency))
 
     def work(obj: ObjectInfo) -> CopyOutcome:
-        large = obj.size > settings.multipart_threshold
+        large = obj.size > settings.in_memory_max
         if large:
             large_gate.acquire()
         try:

@@ -84,7 +84,9 @@ class S3Location:
                 max_pool_connections=max_pool_connections,
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
-                s3={"addressing_style": "path"},
+                # Bodies carry Content-MD5 (or a required checksum), which is signed: SigV4's extra
+                # SHA-256 over every uploaded byte (botocore does it on plain http) adds nothing.
+                s3={"addressing_style": "path", "payload_signing_enabled": False},
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
             ),

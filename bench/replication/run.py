@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -53,6 +54,26 @@ def start_moto(port: int, log: Path) -> subprocess.Popen:
             time.sleep(0.2)
     proc.kill()
     raise SystemExit(f"moto_server on port {port} did not start; see {log}")
+
+
+def start_prefect_server(port: int, home: Path, log: Path) -> subprocess.Popen:
+    """A Prefect API server for the project's flow runs, as in production (a flow process talks to
+    the API; with ephemeral mode it would also import the whole server into the measured process)."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"})
+    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/api/health"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit(f"prefect server on port {port} did not start; see {log}")
 
 
 def client(endpoint: str):  # noqa: ANN201
@@ -144,11 +165,13 @@ def main() -> int:
     ports = free_port(), free_port()
     procs = [start_moto(p, work / f"moto-{p}.log") for p in ports]
     src, dst = (f"http://127.0.0.1:{p}" for p in ports)
-    # The project side runs against its own throwaway Prefect server (ephemeral mode).
+    # The project side runs against its own throwaway Prefect API server, on a free port.
+    api_port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env.update({"PREFECT_HOME": str(work / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"})
+    env.update({"PREFECT_HOME": str(work / "prefect"), "PREFECT_API_URL": f"http://127.0.0.1:{api_port}/api",
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"})
     try:
+        procs.append(start_prefect_server(api_port, work / "prefect", work / "prefect-server.log"))
         a, b = client(src), client(dst)
         a.create_bucket(Bucket=SRC_BUCKET)
         b.create_bucket(Bucket=DST_BUCKET)
@@ -188,7 +211,9 @@ def main() -> int:
         print(f"RESULT replication small={ratios['small']:.2f} large={ratios['large']:.2f} nochange={ratios['nochange']:.2f}")
         return 0
     finally:
-        for p in procs:
+        for p in procs:  # the Prefect server runs its API in a child process: stop those too, by PID
+            for child in psutil.Process(p.pid).children(recursive=True) if p.poll() is None else []:
+                child.terminate()
             p.terminate()
             try:
                 p.wait(10)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import json
 import os
 import signal
@@ -71,6 +73,33 @@ def test_thousands_of_mixed_objects_replicate_identically_and_a_rerun_copies_not
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[REPORT_ARTIFACT_KEY])))
     assert arts, "no replication-report artifact"
+
+
+def test_medium_objects_stream_through_one_verified_put_and_a_rerun_copies_nothing(platform: PlatformSettings, tmp_path: Path) -> None:
+    """Below the multipart threshold: plain-ETag sources and a source written in parts (its MD5
+    computed by a first pass, its part MD5s rebuilding the source ETag) land as single objects."""
+    pair = make_pair(platform, "medium")
+    objects = seeded_objects(3, seed=5, sizes=(5 * MIB, 6 * MIB))
+    put_all(pair.a, platform.region_a.bucket, pair.prefix, objects)
+    parted = bytes(range(256)) * (48 * 1024) + b"tail"  # 12 MiB + 4 bytes, written in 5 MiB parts
+    key = f"{pair.prefix}/parted.bin"
+    rclone_md5 = base64.b64encode(hashlib.md5(parted).digest()).decode()  # what rclone writes on its own multipart uploads
+    up = pair.a.create_multipart_upload(Bucket=platform.region_a.bucket, Key=key, Metadata={"md5chksum": rclone_md5})
+    etags = [pair.a.upload_part(Bucket=platform.region_a.bucket, Key=key, UploadId=up["UploadId"], PartNumber=n,
+                                Body=parted[(n - 1) * 5 * MIB:n * 5 * MIB])["ETag"] for n in (1, 2, 3)]
+    pair.a.complete_multipart_upload(Bucket=platform.region_a.bucket, Key=key, UploadId=up["UploadId"],
+                                     MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]})
+    objects["parted.bin"] = parted
+
+    report = replicate(params(pair, tmp_path, multipart_threshold_mib=64))
+    d = report.destinations[0]
+    assert d.copied_objects == len(objects) and d.failed == []
+    head = pair.b.head_object(Bucket=platform.region_b.bucket, Key=key)
+    assert head["ETag"].strip('"') == md5(parted)  # one PUT: the destination's own MD5 of the bytes
+    assert head["Metadata"]["llmr-md5"] == md5(parted) and head["Metadata"]["llmr-source-etag"].endswith("-3")
+    assert_identical(pair, objects)
+    again = replicate(params(pair, tmp_path, multipart_threshold_mib=64))
+    assert (again.destinations[0].copied_objects, again.destinations[0].skipped_objects) == (0, len(objects))
 
 
 def test_a_corrupted_destination_object_is_detected_and_repaired(platform: PlatformSettings, tmp_path: Path) -> None:
