@@ -20,13 +20,21 @@ from deployments.settings import PlatformSettings
 from tests.ports import settings_on_free_ports
 
 
+# LLMR_TEST_DATABASE=postgresql runs the session's Prefect server on a PostgreSQL cluster of its
+# own (`make test` runs the integration tier a second time that way); default: SQLite.
+TEST_DATABASE = os.environ.get("LLMR_TEST_DATABASE", "sqlite")
 SESSION_STATE_DIR = Path(tempfile.mkdtemp(prefix="llmr-test-"))
-SESSION_SETTINGS = settings_on_free_ports(SESSION_STATE_DIR / "platform")
+SESSION_STATE_DIR.chmod(0o711)  # the postgres user (PostgreSQL refuses root) must reach its data dir
+SESSION_SETTINGS = settings_on_free_ports(SESSION_STATE_DIR / "platform", database=TEST_DATABASE)
 SESSION_SETTINGS.prefect_home.mkdir(parents=True, exist_ok=True)
 os.environ.update(SESSION_SETTINGS.prefect_env())
 os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
 
 ARTIFACT_DIR = Path(os.environ.get("LLMR_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"llm-resilience test platform: Prefect server on {TEST_DATABASE}"
 
 
 @pytest.fixture(scope="session")

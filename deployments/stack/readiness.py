@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,20 @@ def http_ok(url: str, *, timeout_s: float = 2.0, expect_json_key: str | None = N
         except ValueError:
             return Readiness(False, f"GET {url}: answer is not JSON")
     return Readiness(True, f"GET {url}: 200")
+
+
+def postgres_accepting(host: str, port: int, *, timeout_s: float = 2.0) -> Readiness:
+    """``pg_isready``: 0 only once the server accepts connections (not while starting or recovering)."""
+    from deployments.stack.postgres_cluster import pg_bin
+
+    try:
+        proc = subprocess.run(
+            [pg_bin("pg_isready"), "-h", host, "-p", str(port), "-t", str(int(max(1, timeout_s)))],
+            capture_output=True, text=True, timeout=timeout_s + 2,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Readiness(False, f"pg_isready {host}:{port}: {exc.__class__.__name__}")
+    return Readiness(proc.returncode == 0, proc.stdout.strip() or f"pg_isready exit {proc.returncode}")
 
 
 def redis_ping(host: str, port: int, *, timeout_s: float = 2.0) -> Readiness:
