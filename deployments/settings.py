@@ -211,10 +211,9 @@ class PlatformSettings(BaseSettings):
             "PREFECT_API_URL": self.prefect_api_url,
             "PREFECT_UI_API_URL": self.prefect_api_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.prefect_home / 'prefect.db'}",
             "PREFECT_WORKER_QUERY_SECONDS": str(self.worker_query_seconds),
             "LLMR_PROJECT_DIR": str(PROJECT_ROOT),
-        }
+        } | ({"PREFECT_API_DATABASE_CONNECTION_URL": self.database_connection_url()} if self.database == "sqlite" else {})
 
     def database_connection_url(self) -> str:
         """The server's database URL; for the launcher's own cluster it holds a generated password.
