@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -51,7 +50,7 @@ def seed_objects(settings, prefix: str) -> None:  # noqa: ANN001 - PlatformSetti
         body = i.to_bytes(8, "big") + block[i % 4096: i % 4096 + sizes[i] - 8]
         client.put_object(Bucket=settings.region_a.bucket, Key=f"{prefix}/o{i:05d}.bin", Body=body)
 
-    with ThreadPoolExecutor(16) as pool:
+    with ThreadPoolExecutor(10) as pool:  # botocore's default pool holds 10 connections
         list(pool.map(put, range(OBJECTS)))
 
 
@@ -97,10 +96,8 @@ def measure(database: str) -> dict:
         ckpt.mkdir()
         generate(ckpt, SHARDS * 1024 * 1024, shards=SHARDS)
         env = {**os.environ, **settings.prefect_env(), "PREFECT_LOGGING_LEVEL": "WARNING"}
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         proc = subprocess.run([sys.executable, "-m", "bench.orchestration.workload", prefix, str(ckpt)], cwd=ROOT,
                               env=env, capture_output=True, text=True, timeout=1800)
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         if proc.returncode != 0:
             raise SystemExit(f"workload failed on {database}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -109,7 +106,7 @@ def measure(database: str) -> dict:
         return {
             "database": database, "copied": out["copied"], "verify": out["verify_state"], "task_runs": task_runs,
             "wall_s": wall, "work_s": work_s, "bookkeeping_s": wall - work_s, "overhead": (wall - work_s) / wall,
-            "peak_rss_mib": (peak_kib if peak_kib > before else before) / 1024,
+            "peak_rss_mib": out["peak_rss_kib"] / 1024,
         }
     finally:
         launcher.down()

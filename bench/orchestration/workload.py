@@ -1,12 +1,13 @@
 """The measured workload, run in its own process (so its peak RSS is the flow process's): replicate
 ``prefix`` region-a -> region-b, then verify the 64-shard checkpoint in ``checkpoint_dir``.
 
-Prints one JSON line: the two flow run ids and the wall time of each flow call.
+Prints one JSON line: the two flow run ids, the wall time of each flow call, and its own peak RSS.
 """
 
 from __future__ import annotations
 
 import json
+import resource
 import sys
 import time
 
@@ -26,7 +27,7 @@ def main(prefix: str, checkpoint_dir: str) -> int:
     print(json.dumps({
         "replicate_run": str(state.state_details.flow_run_id), "verify_run": str(ck.state_details.flow_run_id),
         "replicate_wall_s": t1 - t0, "verify_wall_s": t2 - t1, "copied": report.total("copied_objects"),
-        "verify_state": ck.type.value,
+        "verify_state": ck.type.value, "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }))
     return 0
 
