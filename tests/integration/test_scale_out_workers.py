@@ -105,9 +105,12 @@ def test_killed_worker_leaves_a_crashed_run_whose_retry_completes_on_another_wor
     victim = _which_worker(first, pids)
     worker = psutil.Process(next(p for p, n in pids.items() if n == victim))
     time.sleep(deployed.flow_heartbeat_s + 5)  # at least one heartbeat was sent: the automation watches this run
-    for proc in [*worker.children(recursive=True), worker]:  # the host is lost: worker and flow-run process at once
+    doomed = [*worker.children(recursive=True), worker]
+    assert first["pid"] in {p.pid for p in doomed}
+    for proc in doomed:  # the host is lost: worker and flow-run process at once
         proc.send_signal(signal.SIGKILL)
-    assert not psutil.pid_exists(first["pid"]) or psutil.Process(first["pid"]).status() == psutil.STATUS_ZOMBIE
+    _, alive = psutil.wait_procs(doomed, timeout=30)
+    assert not alive
 
     states = _wait_states([run_id], {"CRASHED", "COMPLETED", "FAILED"}, timeout_s=deployed.zombie_after_s + 120)
     assert states[run_id] == "CRASHED"
