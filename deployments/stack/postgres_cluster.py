@@ -19,20 +19,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from deployments.settings import PlatformSettings
-from deployments.stack.errors import StackError
+from deployments.stack.errors import DatabaseUnreachableError, StackError
 
 ROLE = "prefect"
 DATABASE = "prefect"
 SERVICE_USER = "postgres"  # created by the Debian postgresql package
 PG_ROOT = Path("/usr/lib/postgresql")
-
-
-class DatabaseUnreachableError(StackError):
-    """The PostgreSQL server a setting names cannot be reached or refuses the connection."""
-
-    def __init__(self, setting: str, where: str, reason: str) -> None:
-        self.setting = setting
-        super().__init__(f"{setting}: cannot connect to PostgreSQL at {where}: {reason}; nothing was started")
 
 
 def pg_bin(name: str) -> str:
