@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 INSTALL_INPUTS := requirements.lock requirements-nodeps.lock pyproject.toml deployments/install.sh
 # Named by the inputs' content, not their mtime: any change to them means a new install.
 STAMP := $(VENV)/.installed-$(shell cat $(INSTALL_INPUTS) 2>/dev/null | sha256sum | cut -c1-16)
-PLATFORM_PACKAGES := haproxy redis-server
+# PostgreSQL (the server's database with LLMR_DATABASE=postgresql) keeps its programs off PATH.
+PLATFORM_PACKAGES := haproxy redis-server postgresql:/usr/lib/postgresql/15/bin/initdb
 TEST_PACKAGES := $(PLATFORM_PACKAGES) chromium
 PYTEST_ARGS ?=
 
@@ -50,8 +51,13 @@ deploy: stack-up
 demo: deploy
 	$(PY) -m deployments.demo
 
+# The whole suite on SQLite, then the integration tier again with the Prefect server on PostgreSQL.
 test: test-system-deps $(STAMP)
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
+	# The integration tier again with the server on PostgreSQL; drills exercise the gateway and the
+	# regions, not the server's database, so they run once (above).
+	LLMR_TEST_DATABASE=postgresql $(PY) -m pytest -ra tests/integration \
+		--deselect tests/integration/test_failover_drills.py --deselect tests/integration/test_regional_failover.py $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -ra tests/unit $(PYTEST_ARGS)

@@ -11,10 +11,22 @@ from deployments.settings import PROJECT_ROOT, PlatformSettings, load_settings
 from deployments.stack.errors import StackError
 
 
+LOCAL_POOL = "llm-resilience-local"  # prefect.yaml's local process pool (LLMR_WORK_POOL replaces it)
+
+
+def local_deployments(path: Path = PROJECT_ROOT / "prefect.yaml") -> list[str]:
+    """The deployments of prefect.yaml on the local process pool (not the Kubernetes variants)."""
+    import yaml
+
+    spec = yaml.safe_load(path.read_text())
+    return [d["name"] for d in spec["deployments"] if d.get("work_pool", {}).get("name") == LOCAL_POOL]
+
+
 def deploy_all(settings: PlatformSettings) -> None:
-    """`prefect deploy --all` against this platform; non-interactive, so it works in CI."""
+    """`prefect deploy` of every local-pool deployment against this platform; non-interactive, so it works in CI."""
     prefect = Path(sys.executable).parent / "prefect"
-    cmd = [str(prefect), "--no-prompt", "deploy", "--all", "--pool", settings.work_pool]
+    names = [arg for name in local_deployments() for arg in ("--name", name)]
+    cmd = [str(prefect), "--no-prompt", "deploy", *names, "--pool", settings.work_pool]
     result = subprocess.run(
         cmd,
         cwd=PROJECT_ROOT,

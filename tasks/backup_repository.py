@@ -91,6 +91,15 @@ class Repository:
         self._lock = threading.Lock()
         self._tls = threading.local()
 
+    def __getstate__(self) -> dict:
+        """Picklable (a task on a Dask worker gets a copy): locks and thread-locals are made anew."""
+        return {k: v for k, v in self.__dict__.items() if k not in {"_lock", "_tls"}}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._tls = threading.local()
+
     # -- paths and writes ----------------------------------------------------------------------
     def write(self, path: str, data: bytes) -> None:
         """Write one whole object. On a local file system: temp file + rename, so it is never torn."""

@@ -20,16 +20,25 @@ from deployments.settings import PlatformSettings
 from tests.ports import settings_on_free_ports
 
 
+# LLMR_TEST_DATABASE=postgresql runs the session's Prefect server on a PostgreSQL cluster of its
+# own (`make test` runs the integration tier a second time that way); default: SQLite.
+TEST_DATABASE = os.environ.get("LLMR_TEST_DATABASE", "sqlite")
 SESSION_STATE_DIR = Path(tempfile.mkdtemp(prefix="llmr-test-"))
+SESSION_STATE_DIR.chmod(0o711)  # the postgres user (PostgreSQL refuses root) must reach its data dir
 # Tests judge behaviour, not speed: generous gateway timeouts keep a loaded CI machine's slow
 # answer or health check from turning into a failover (bench/failover measures the defaults).
-SESSION_SETTINGS = settings_on_free_ports(SESSION_STATE_DIR / "platform", gateway_timeout_server_s=6.0,
-                                          gateway_check_timeout_s=8.0)
+# zombie_after_s 60: a killed worker's run is Crashed within about a minute (heartbeats every 30 s).
+SESSION_SETTINGS = settings_on_free_ports(SESSION_STATE_DIR / "platform", database=TEST_DATABASE, zombie_after_s=60,
+                                          gateway_timeout_server_s=6.0, gateway_check_timeout_s=8.0)
 SESSION_SETTINGS.prefect_home.mkdir(parents=True, exist_ok=True)
 os.environ.update(SESSION_SETTINGS.prefect_env())
 os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
 
 ARTIFACT_DIR = Path(os.environ.get("LLMR_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"llm-resilience test platform: Prefect server on {TEST_DATABASE}"
 
 
 @pytest.fixture(scope="session")

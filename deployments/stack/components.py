@@ -15,10 +15,28 @@ from deployments.settings import PlatformSettings, RegionSettings
 from deployments.stack.haproxy_config import render_haproxy_config
 from deployments.stack.model_file import smollm2_gguf_path
 from deployments.stack.chaos_proxy import CONTROL_PATH
-from deployments.stack.readiness import Readiness, haproxy_admin, http_ok, llm_answers, prefect_worker_online, redis_ping
+from deployments.stack.readiness import (
+    Readiness,
+    haproxy_admin,
+    http_ok,
+    llm_answers,
+    postgres_accepting,
+    prefect_worker_online,
+    redis_ping,
+)
 from deployments.stack.redis_config import render_redis_config
 
 WORKER_NAME = "llm-resilience-worker-1"
+
+
+def worker_name(index: int) -> str:
+    """Worker ``index`` (1-based) on the platform's work pool."""
+    return f"llm-resilience-worker-{index}"
+
+
+def worker_component(index: int) -> str:
+    """Component names: ``prefect-worker`` for the first worker (as always), ``prefect-worker-2`` ..."""
+    return "prefect-worker" if index == 1 else f"prefect-worker-{index}"
 
 
 @dataclass(frozen=True)
@@ -34,6 +52,7 @@ class Component:
     config_files: dict[Path, str] = field(default_factory=dict)
     dirs: tuple[Path, ...] = ()  # created before start
     depends_on: tuple[str, ...] = ()
+    prepare: Callable[[], None] | None = None  # one-time setup before start (e.g. initdb)
 
 
 def _venv_bin(name: str) -> str:
@@ -44,16 +63,18 @@ def build_components(settings: PlatformSettings) -> list[Component]:
     """All components in start order (stop order is the reverse)."""
     host = settings.host
     prefect_env = settings.prefect_env()
-    comps: list[Component] = [
+    comps: list[Component] = [_postgres(settings)] if settings.runs_postgres else []
+    comps.append(
         Component(
             name="prefect-server",
             argv=[_venv_bin("prefect"), "server", "start", "--host", host, "--port", str(settings.prefect_port)],
             url=settings.prefect_ui_url,
             ports=(settings.prefect_port,),
             ready=lambda: http_ok(f"{settings.prefect_api_url}/health"),
-            env=prefect_env,
-        ),
-    ]
+            env=settings.prefect_server_env(),
+            depends_on=("postgres",) if settings.runs_postgres else (),
+        )
+    )
     for region in settings.regions:
         comps.append(_s3(settings, region))
     for region in settings.regions:
@@ -77,21 +98,39 @@ def build_components(settings: PlatformSettings) -> list[Component]:
             config_files={haproxy_cfg: render_haproxy_config(settings)},
         )
     )
-    comps.append(
-        Component(
-            name="prefect-worker",
-            argv=[
-                _venv_bin("prefect"), "worker", "start", "--pool", settings.work_pool, "--type", "process",
-                "--name", WORKER_NAME,
-            ],
-            url=f"{settings.prefect_ui_url}/work-pools/work-pool/{settings.work_pool}",
-            ports=(),
-            ready=lambda: prefect_worker_online(settings.prefect_api_url, settings.work_pool, WORKER_NAME),
-            env=prefect_env,
-            depends_on=("prefect-server",),
-        )
-    )
+    comps += [_worker(settings, i) for i in range(1, settings.workers + 1)]
     return comps
+
+
+def _worker(settings: PlatformSettings, index: int) -> Component:
+    name = worker_name(index)
+    return Component(
+        name=worker_component(index),
+        argv=[
+            _venv_bin("prefect"), "worker", "start", "--pool", settings.work_pool, "--type", "process", "--name", name,
+            *(["--limit", str(settings.worker_limit)] if settings.worker_limit else []),
+        ],
+        url=f"{settings.prefect_ui_url}/work-pools/work-pool/{settings.work_pool}",
+        ports=(),
+        ready=lambda: prefect_worker_online(settings.prefect_api_url, settings.work_pool, name),
+        env=settings.prefect_env(),
+        depends_on=("prefect-server",),
+    )
+
+
+def _postgres(settings: PlatformSettings) -> Component:
+    from deployments.stack.postgres_cluster import ensure_cluster, pg_bin, postgres_argv
+
+    return Component(
+        name="postgres",
+        argv=postgres_argv(settings),
+        url=f"postgresql://{settings.host}:{settings.postgres_port}/prefect",
+        ports=(settings.postgres_port,),
+        ready=lambda: postgres_accepting(settings.host, settings.postgres_port),
+        binary=pg_bin("postgres"),
+        package="postgresql",
+        prepare=lambda: ensure_cluster(settings),
+    )
 
 
 def _s3(settings: PlatformSettings, region: RegionSettings) -> Component:

@@ -33,3 +33,11 @@ class ComponentFailedError(StackError):
         super().__init__(
             f"{component} did not come up: {reason}\n--- last lines of {log_path} ---\n{log_tail}"
         )
+
+
+class DatabaseUnreachableError(StackError):
+    """The PostgreSQL server a setting names cannot be reached or refuses the connection."""
+
+    def __init__(self, setting: str, where: str, reason: str) -> None:
+        self.setting = setting
+        super().__init__(f"{setting}: cannot connect to PostgreSQL at {where}: {reason}; nothing was started")

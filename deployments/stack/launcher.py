@@ -88,11 +88,7 @@ class Launcher:
         save_effective_settings(self.settings)
         started: list[str] = []
         try:
-            waves = [
-                [c for c in to_start if not c.depends_on],
-                [c for c in to_start if c.depends_on],
-            ]
-            for wave in waves:
+            for wave in self._waves(to_start):
                 for comp in wave:
                     self._start(comp)
                     started.append(comp.name)
@@ -105,6 +101,20 @@ class Launcher:
             raise
         return started
 
+    def _waves(self, comps: list[Component]) -> list[list[Component]]:
+        """Start order: each wave holds the components whose dependencies an earlier wave started."""
+        waves: list[list[Component]] = []
+        placed: set[str] = {c.name for c in self.components} - {c.name for c in comps}  # already running
+        pending = list(comps)
+        while pending:
+            wave = [c for c in pending if set(c.depends_on) <= placed]
+            if not wave:
+                raise StackError(f"circular dependencies among {[c.name for c in pending]}")
+            waves.append(wave)
+            placed |= {c.name for c in wave}
+            pending = [c for c in pending if c not in wave]
+        return waves
+
     def _preflight(self, comps: list[Component]) -> None:
         for comp in comps:
             if comp.binary and shutil.which(comp.binary) is None:
@@ -113,6 +123,10 @@ class Launcher:
             for port in comp.ports:
                 if not port_is_free(self.settings.host, port):
                     raise PortInUseError(port, comp.name, port_holder(port))
+        if self.settings.database_url is not None and any(c.name == "prefect-server" for c in comps):
+            from deployments.stack.postgres_cluster import check_database_url
+
+            check_database_url(self.settings.database_url.get_secret_value(), "LLMR_DATABASE_URL")
 
     def _start(self, comp: Component) -> None:
         for directory in (self.settings.run_dir, self.settings.log_dir, *comp.dirs):
@@ -120,6 +134,8 @@ class Launcher:
         for path, text in comp.config_files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
+        if comp.prepare is not None:
+            comp.prepare()
         self._progress(f"starting {comp.name} ...")
         start_process(comp.name, comp.argv, env=comp.env, log_path=self.log_path(comp.name), pid_path=self.pid_path(comp.name))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,20 @@ def llm_answers(base_url: str, model: str, *, timeout_s: float = 30.0) -> Readin
     if resp.status_code != 200:
         return Readiness(False, f"POST {base_url}/chat/completions: HTTP {resp.status_code}")
     return Readiness(True, f"{model} answers")
+
+
+def postgres_accepting(host: str, port: int, *, timeout_s: float = 2.0) -> Readiness:
+    """``pg_isready``: 0 only once the server accepts connections (not while starting or recovering)."""
+    from deployments.stack.postgres_cluster import pg_bin
+
+    try:
+        proc = subprocess.run(
+            [pg_bin("pg_isready"), "-h", host, "-p", str(port), "-t", str(int(max(1, timeout_s)))],
+            capture_output=True, text=True, timeout=timeout_s + 2,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Readiness(False, f"pg_isready {host}:{port}: {exc.__class__.__name__}")
+    return Readiness(proc.returncode == 0, proc.stdout.strip() or f"pg_isready exit {proc.returncode}")
 
 
 def redis_ping(host: str, port: int, *, timeout_s: float = 2.0) -> Readiness:

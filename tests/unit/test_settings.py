@@ -86,3 +86,31 @@ def test_effective_settings_round_trip_with_the_secret_and_private_mode(tmp_path
     assert loaded.prefect_port == 4999 and loaded.region_a == s.region_a
     assert loaded.s3_secret_access_key.get_secret_value() == "k3y"
     assert load_effective_settings(tmp_path / "never-started").prefect_port == 4200
+
+
+def test_database_defaults_to_sqlite_and_postgresql_takes_a_port(tmp_path: Path) -> None:
+    s = PlatformSettings(state_dir=tmp_path)
+    assert s.database == "sqlite" and "postgres_port" not in s.port_fields()
+    assert s.prefect_server_env()["PREFECT_API_DATABASE_CONNECTION_URL"].startswith("sqlite+aiosqlite:///")
+    pg = PlatformSettings(state_dir=tmp_path, database="postgresql", postgres_port=5999)
+    assert pg.runs_postgres and pg.port_fields()["postgres_port"] == 5999
+    assert "PREFECT_API_DATABASE_CONNECTION_URL" not in pg.prefect_env()  # only the server's env has it
+    with pytest.raises(ValidationError) as err:
+        PlatformSettings(state_dir=tmp_path, database="postgresql", postgres_port=8100)
+    assert "postgres_port" in str(err.value) and "gateway_port" in str(err.value)
+
+
+def test_database_url_gets_the_asyncpg_driver_and_bad_schemes_name_the_field(tmp_path: Path) -> None:
+    s = PlatformSettings(state_dir=tmp_path, database="postgresql", database_url="postgresql://u:secret@db:5432/prefect")
+    assert s.database_connection_url() == "postgresql+asyncpg://u:secret@db:5432/prefect"
+    assert not s.runs_postgres and "u:secret" not in repr(s)
+    with pytest.raises(ValidationError) as err:
+        PlatformSettings(state_dir=tmp_path, database_url="mysql://u@db/prefect")
+    assert "database_url" in str(err.value)
+
+
+def test_unknown_database_names_the_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LLMR_DATABASE", "oracle")
+    with pytest.raises(ValidationError) as err:
+        PlatformSettings(state_dir=tmp_path)
+    assert "database" in str(err.value)
