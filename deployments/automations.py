@@ -9,13 +9,24 @@ platform always runs the automations this file declares. Add one by appending to
 
 Emit that event after writing objects (``announce_objects_written``) to replicate them at once
 instead of waiting for the schedule.
+
+    llm-resilience: fail over when the primary model endpoint is down
+        when   `llm-resilience.health.down` for llm-region-a arrives FAILOVER_DOWN_COUNT times
+               within FAILOVER_WITHIN (the health monitor emits one per run)
+        run    regional-failover/regional-failover (declared only once that deployment exists)
+
+    llm-resilience: notify on pipeline failure
+        when   a flow run of a backup, replication, checkpoint, prompt or drill flow turns
+               Failed or Crashed (matched by flow name, so runs started from Python count too)
+        send   the run's name, flow, state and reason through the `llm-resilience-alerts`
+               Custom Webhook block (the exporter's local inbox by default; edit its URL in the UI)
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from prefect.automations import Automation, EventTrigger, Posture, RunDeployment
+from prefect.automations import Automation, EventTrigger, Posture, RunDeployment, SendNotification
 from prefect.client.orchestration import get_client
 from prefect.events import emit_event
 from prefect.events.schemas.automations import AutomationCore
@@ -57,10 +68,101 @@ def replicate_on_write(deployment_id) -> Automation:  # noqa: ANN001 - a UUID
     )
 
 
+PRIMARY_DOWN_FAILOVER = "llm-resilience: fail over when the primary model endpoint is down"
+FAILOVER_DEPLOYMENT = "regional-failover/regional-failover"
+PRIMARY_MODEL_COMPONENT = "llm-region-a"
+FAILOVER_DOWN_COUNT = 3
+FAILOVER_WITHIN = timedelta(minutes=10)
+
+
+def failover_on_primary_down(deployment_id, count: int = FAILOVER_DOWN_COUNT,  # noqa: ANN001 - a UUID
+                             within: timedelta = FAILOVER_WITHIN) -> Automation:
+    return Automation(
+        name=PRIMARY_DOWN_FAILOVER,
+        description=(f"Run the regional failover when the health monitor reports {PRIMARY_MODEL_COMPONENT} down "
+                     f"{count} times within {within}."),
+        trigger=EventTrigger(
+            expect={"llm-resilience.health.down"},
+            match={"prefect.resource.id": f"llm-resilience.component.{PRIMARY_MODEL_COMPONENT}"},
+            posture=Posture.Reactive,
+            threshold=count,
+            within=within,
+        ),
+        actions=[RunDeployment(source="selected", deployment_id=deployment_id, parameters={})],
+    )
+
+
+def _optional_deployment_id(client, name: str):  # noqa: ANN001, ANN202
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        return client.read_deployment_by_name(name).id
+    except ObjectNotFound:
+        return None
+
+
+PIPELINE_FAILURE_NOTIFY = "llm-resilience: notify on pipeline failure"
+ALERTS_BLOCK = "llm-resilience-alerts"
+# Flow names (not deployment names) so a failing run counts however it was started.
+NOTIFIED_FLOWS = [
+    "backup", "restore", "prune", "verify-backup", "restore-drill",  # flows/backup.py
+    "replicate", "replication-status",  # flows/replication.py
+    "verify-checkpoint",  # flows/checkpoint_verification.py
+    "prompt-regression", "promote-prompt", "manage-prompt",  # flows/prompt_regression.py
+    "failover-drill",  # the failover drill (issue 7)
+]
+FAILURE_SUBJECT = "llm-resilience: {{ flow.name }} run {{ flow_run.name }} {{ flow_run.state.name }}"
+FAILURE_BODY = (
+    "Flow run {{ flow.name }}/{{ flow_run.name }} ended {{ flow_run.state.name }}.\n"
+    "Reason: {{ flow_run.state.message }}\n"
+    "Flow run id: {{ flow_run.id }}\n"
+    "Tags: {{ flow_run.tags | join(', ') }}"
+)
+
+
+def notify_on_pipeline_failure(block_document_id) -> Automation:  # noqa: ANN001 - a UUID
+    return Automation(
+        name=PIPELINE_FAILURE_NOTIFY,
+        description="Send a notification when a backup, replication, checkpoint, prompt or drill run fails.",
+        trigger=EventTrigger(
+            expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.role": "flow", "prefect.resource.name": NOTIFIED_FLOWS},
+            posture=Posture.Reactive,
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=[SendNotification(block_document_id=block_document_id, subject=FAILURE_SUBJECT, body=FAILURE_BODY)],
+    )
+
+
+def _notification_block_id(client, name: str):  # noqa: ANN001, ANN202
+    from prefect.exceptions import ObjectNotFound
+
+    from tasks.errors import ConfigurationError
+
+    try:
+        return client.read_block_document_by_name(name, block_type_slug="custom-webhook").id
+    except ObjectNotFound:
+        raise ConfigurationError(
+            f"notification block custom-webhook/{name} does not exist; `make stack-up` creates it "
+            "(or create a Custom Webhook block of that name in the UI)"
+        ) from None
+
+
+def monitoring_automations(client) -> list[Automation]:  # noqa: ANN001 - a SyncPrefectClient
+    """The health monitor's automations (issue 8); failover only once its deployment exists."""
+    out = [notify_on_pipeline_failure(_notification_block_id(client, ALERTS_BLOCK))]
+    failover = _optional_deployment_id(client, FAILOVER_DEPLOYMENT)
+    if failover is not None:
+        out.append(failover_on_primary_down(failover))
+    return out
+
+
 def declared(client) -> list[Automation]:  # noqa: ANN001 - a SyncPrefectClient
     """Every automation of the project; deployments they run must already exist."""
     replicate = client.read_deployment_by_name(REPLICATE_DEPLOYMENT)
-    return [replicate_on_write(replicate.id)]
+    return [replicate_on_write(replicate.id), *monitoring_automations(client)]
 
 
 def apply_automations(settings: PlatformSettings) -> list[str]:

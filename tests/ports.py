@@ -22,11 +22,12 @@ def free_ports(count: int) -> list[int]:
 
 
 def settings_on_free_ports(state_dir: Path, **extra: object) -> PlatformSettings:
-    p = free_ports(10)
+    p = free_ports(11)
     return PlatformSettings(
         state_dir=state_dir,
         prefect_port=p[0],
         gateway_port=p[1],
+        metrics_port=p[10],
         region_a={"name": "region-a", "s3_port": p[2], "llm_port": p[3], "chaos_port": p[8], "redis_port": p[4], "bucket": "llmr-test-region-a"},
         region_b={"name": "region-b", "s3_port": p[5], "llm_port": p[6], "chaos_port": p[9], "redis_port": p[7], "bucket": "llmr-test-region-b"},
         **extra,
