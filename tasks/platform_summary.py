@@ -89,8 +89,15 @@ def summarise_events(events: list[dict[str, Any]]) -> PlatformSummary:
 Post = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
-def read_summary_events(post: Post, now: datetime, days: float = 30, limit: int = 200) -> list[dict[str, Any]]:
-    """Newest summary events of the last ``days`` days through ``post(path, json)`` (the events API)."""
+def read_summary_events(post: Post, now: datetime, days: float = 30, limit: int = 50) -> list[dict[str, Any]]:
+    """Newest summary events of the last ``days`` days through ``post(path, json)`` (the events API).
+
+    One query per kind (the API caps a page at 50), so frequent lag events never crowd out the
+    last backup; merged newest first.
+    """
     since = (now - timedelta(days=days)).astimezone(timezone.utc).isoformat()
-    body = {"filter": {"occurred": {"since": since}, "event": {"prefix": SUMMARY_EVENT_PREFIXES}}, "limit": limit}
-    return list(post("/events/filter", body).get("events", []))
+    events: list[dict[str, Any]] = []
+    for prefix in SUMMARY_EVENT_PREFIXES:
+        body = {"filter": {"occurred": {"since": since}, "event": {"prefix": [prefix]}}, "limit": limit}
+        events += post("/events/filter", body).get("events", [])
+    return sorted(events, key=lambda e: e["occurred"], reverse=True)
