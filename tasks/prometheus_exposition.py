@@ -24,6 +24,12 @@ def _ts(at: datetime | None) -> float | None:
     return None if at is None else at.timestamp()
 
 
+def _add(family: Metric, labels: list[str], value: float | None, scale: float = 1.0) -> None:
+    """One sample, unless there is nothing to report (a missing figure is absent, never 0)."""
+    if value is not None:
+        family.add_metric(labels, value * scale)
+
+
 def metric_families(snap: MonitorSnapshot | None, now: datetime | None = None) -> list[Metric]:
     now = now or datetime.now(timezone.utc)
     g = GaugeMetricFamily
@@ -75,16 +81,11 @@ def metric_families(snap: MonitorSnapshot | None, now: datetime | None = None) -
         up.add_metric([r.component, r.kind], 0.0 if r.status == "down" else 1.0)
         status.add_metric([r.component, r.kind], STATUS_CODE.get(r.status, 2))
         errors.add_metric([r.component], r.error_rate)
-        if r.latency_ms is not None:
-            latency.add_metric([r.component], r.latency_ms / 1000)
-        if r.cpu_percent is not None:
-            cpu_util.add_metric([r.component], r.cpu_percent / 100)
-        if r.cpu_seconds_total is not None:
-            cpu_total.add_metric([r.component], r.cpu_seconds_total)
-        if r.memory_rss_bytes is not None:
-            memory.add_metric([r.component], r.memory_rss_bytes)
-        if r.replication_lag_bytes is not None:
-            session_lag.add_metric([r.component], r.replication_lag_bytes)
+        _add(latency, [r.component], r.latency_ms, 1 / 1000)
+        _add(cpu_util, [r.component], r.cpu_percent, 1 / 100)
+        _add(cpu_total, [r.component], r.cpu_seconds_total)
+        _add(memory, [r.component], r.memory_rss_bytes)
+        _add(session_lag, [r.component], r.replication_lag_bytes)
     gpu_present.add_metric([], 1.0 if snap.gpu_present else 0.0)
     for gpu in snap.gpus:
         gpu_util.add_metric([str(gpu.index), gpu.name], gpu.utilization_percent / 100)
@@ -92,12 +93,9 @@ def metric_families(snap: MonitorSnapshot | None, now: datetime | None = None) -
 
     s = snap.summary
     for rep in s.replication:
-        if rep.lag_s is not None:
-            repl_lag.add_metric([rep.link], rep.lag_s)
-        if rep.pending_bytes is not None:
-            repl_pending.add_metric([rep.link], rep.pending_bytes)
-        if rep.pending_objects is not None:
-            repl_pending_objects.add_metric([rep.link], rep.pending_objects)
+        _add(repl_lag, [rep.link], rep.lag_s)
+        _add(repl_pending, [rep.link], rep.pending_bytes)
+        _add(repl_pending_objects, [rep.link], rep.pending_objects)
     if s.backup.last_success_at is not None:
         backup_ts.add_metric([], _ts(s.backup.last_success_at))
         backup_age.add_metric([], max(0.0, (now - s.backup.last_success_at).total_seconds()))
@@ -111,12 +109,9 @@ def metric_families(snap: MonitorSnapshot | None, now: datetime | None = None) -
         if p.production_version is None or p.figures is None:
             continue
         labels = [p.prompt, str(p.production_version)]
-        if p.figures.pass_rate is not None:
-            prompt_pass.add_metric(labels, p.figures.pass_rate)
-        if p.figures.error_rate is not None:
-            prompt_errors.add_metric(labels, p.figures.error_rate)
-        if p.figures.p95_latency_ms is not None:
-            prompt_latency.add_metric(labels, p.figures.p95_latency_ms / 1000)
+        _add(prompt_pass, labels, p.figures.pass_rate)
+        _add(prompt_errors, labels, p.figures.error_rate)
+        _add(prompt_latency, labels, p.figures.p95_latency_ms, 1 / 1000)
         for shift in p.shifts:
             prompt_shift.add_metric([p.prompt, str(shift.from_version), str(shift.to_version), shift.metric], 1.0)
 
