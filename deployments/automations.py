@@ -136,6 +136,34 @@ def notify_on_pipeline_failure(block_document_id) -> Automation:  # noqa: ANN001
     )
 
 
+BREACH_NOTIFY = "llm-resilience: notify on threshold breach"
+BREACH_EVENT = "llm-resilience.health.threshold_breached"
+BREACH_REPEAT_AFTER = timedelta(hours=1)
+BREACH_SUBJECT = "llm-resilience: {{ event.payload.component }} {{ event.payload.metric }} breached its threshold"
+BREACH_BODY = (
+    "{{ event.payload.component }}: {{ event.payload.metric }} = {{ event.payload.value }} breaches "
+    "{{ event.payload.threshold }} (limit {{ event.payload.limit }}, baseline {{ event.payload.baseline }}).\n"
+    "Reported by the health monitor at {{ event.occurred }}."
+)
+
+
+def notify_on_threshold_breach(block_document_id) -> Automation:  # noqa: ANN001 - a UUID
+    """One notification per component and metric per hour: a breach that persists does not page every run."""
+    return Automation(
+        name=BREACH_NOTIFY,
+        description="Send a notification when the health monitor reports a threshold breach (at most hourly per metric).",
+        trigger=EventTrigger(
+            expect={BREACH_EVENT},
+            match={"prefect.resource.id": "llm-resilience.component.*"},
+            for_each={"prefect.resource.id", "llm-resilience.metric"},
+            posture=Posture.Reactive,
+            threshold=1,
+            within=BREACH_REPEAT_AFTER,
+        ),
+        actions=[SendNotification(block_document_id=block_document_id, subject=BREACH_SUBJECT, body=BREACH_BODY)],
+    )
+
+
 def _notification_block_id(client, name: str):  # noqa: ANN001, ANN202
     from prefect.exceptions import ObjectNotFound
 
@@ -152,7 +180,8 @@ def _notification_block_id(client, name: str):  # noqa: ANN001, ANN202
 
 def monitoring_automations(client) -> list[Automation]:  # noqa: ANN001 - a SyncPrefectClient
     """The health monitor's automations (issue 8); failover only once its deployment exists."""
-    out = [notify_on_pipeline_failure(_notification_block_id(client, ALERTS_BLOCK))]
+    alerts = _notification_block_id(client, ALERTS_BLOCK)
+    out = [notify_on_pipeline_failure(alerts), notify_on_threshold_breach(alerts)]
     failover = _optional_deployment_id(client, FAILOVER_DEPLOYMENT)
     if failover is not None:
         out.append(failover_on_primary_down(failover))

@@ -184,6 +184,21 @@ def test_failed_pipeline_run_notifies_the_webhook_with_name_and_reason(deployed:
     assert "create-version needs `template`" in message["body"]
 
 
+def test_threshold_breach_reaches_the_default_alert_inbox(deployed: PlatformSettings) -> None:
+    """The provisioned webhook block posts to the exporter's inbox: no external service needed."""
+    # cpu_percent of the worker is watched by no other test, so the hourly de-duplication is fresh.
+    policy = _policy(deployed, prompts=[], thresholds=[
+        Threshold(metric="cpu_percent", component="prefect-worker", kind="static", above=-1)])
+    health_check(_only(deployed, policy))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        inbox = httpx.get(deployed.notification_inbox_url, timeout=10).text
+        if "prefect-worker" in inbox:
+            break
+        time.sleep(0.5)
+    assert "prefect-worker: cpu_percent = " in inbox and "breaches cpu_percent > -1" in inbox
+
+
 def test_unreachable_notification_target_is_reported_and_never_blocks(platform: PlatformSettings) -> None:
     (closed,) = free_ports(1)
     name = f"unreachable-{uuid.uuid4().hex[:6]}"

@@ -10,6 +10,7 @@ from prefect.exceptions import ObjectNotFound
 
 from blocks.monitoring_policy import MonitoringPolicy
 from deployments.automations import (
+    BREACH_NOTIFY,
     FAILOVER_DEPLOYMENT,
     NOTIFIED_FLOWS,
     PIPELINE_FAILURE_NOTIFY,
@@ -17,6 +18,7 @@ from deployments.automations import (
     failover_on_primary_down,
     monitoring_automations,
     notify_on_pipeline_failure,
+    notify_on_threshold_breach,
 )
 from tasks.errors import ConfigurationError
 
@@ -71,9 +73,18 @@ class _Client:
 
 
 def test_failover_automation_waits_for_its_deployment() -> None:
-    assert [a.name for a in monitoring_automations(_Client(failover=False, block=True))] == [PIPELINE_FAILURE_NOTIFY]
+    assert [a.name for a in monitoring_automations(_Client(failover=False, block=True))] == [
+        PIPELINE_FAILURE_NOTIFY, BREACH_NOTIFY]
     assert [a.name for a in monitoring_automations(_Client(failover=True, block=True))] == [
-        PIPELINE_FAILURE_NOTIFY, PRIMARY_DOWN_FAILOVER]
+        PIPELINE_FAILURE_NOTIFY, BREACH_NOTIFY, PRIMARY_DOWN_FAILOVER]
+
+
+def test_breach_notification_is_once_an_hour_per_component_and_metric() -> None:
+    a = notify_on_threshold_breach(uuid.uuid4())
+    assert a.trigger.expect == {"llm-resilience.health.threshold_breached"}
+    assert a.trigger.for_each == {"prefect.resource.id", "llm-resilience.metric"}
+    assert (a.trigger.threshold, a.trigger.within) == (1, timedelta(hours=1))
+    assert "{{ event.payload.threshold }}" in a.actions[0].body
 
 
 def test_missing_notification_block_is_a_named_error() -> None:
