@@ -23,6 +23,7 @@ from prefect.events import emit_event
 from prefect.settings import PREFECT_API_URL
 from pydantic import BaseModel, Field
 
+from blocks import MonitoringPolicy
 from tasks.health import probe_llm_endpoint, probe_prefect_api, probe_session_store, probe_storage
 from tasks.health_probes import HealthStatus, ProbePolicy, ProbeResult
 from tasks.health_report import HealthReport
@@ -39,7 +40,9 @@ from tasks.monitoring import (
     sample_resources_task,
 )
 from tasks.platform_status import MonitorSnapshot, render_markdown
-from tasks.thresholds import evaluate
+from tasks.platform_summary import PlatformSummary
+from tasks.resource_usage import ResourceReport
+from tasks.thresholds import Sample, evaluate
 
 REPORT_ARTIFACT_KEY = "health-report"
 STATUS_ARTIFACT_KEY = "platform-status"
@@ -125,11 +128,14 @@ def _run_id() -> str:
         return f"local-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}"
 
 
-def monitor(report: HealthReport, monitoring, resources, prompt_probes, summary) -> MonitorSnapshot:  # noqa: ANN001
+def monitor(
+    report: HealthReport, monitoring: MonitoringPolicy, resources: ResourceReport,
+    prompt_probes: tuple[list[Sample], list[str]], pipelines: tuple[PlatformSummary, list[str]],
+) -> MonitorSnapshot:
     """Store this run's samples, judge thresholds and prompt shifts, publish the status page."""
     now = report.checked_at
     probes, probe_notes = prompt_probes
-    summary, summary_notes = summary
+    summary, summary_notes = pipelines
     store = MetricsStore(monitoring.store_path, retention=timedelta(days=monitoring.retention_days))
     samples = probe_samples(report.results, now) + resource_samples(resources, now) + probes
     longest = max((t.window_minutes + t.baseline_window_minutes for t in monitoring.thresholds), default=60)
