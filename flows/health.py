@@ -95,13 +95,20 @@ def health_check(targets: HealthTargets | None = None) -> HealthReport:
                 )
             )
 
-    if monitoring is not None and (notify := notify_future.result()) is not None:
-        results.append(notify)
-    report = HealthReport(checked_at=now, results=results)
     if monitoring is not None:
-        monitor(report, monitoring, resources_future.result(), prompt_future.result(), summary_future.result())
+        notify_state = notify_future.wait() or notify_future.state
+        if not notify_state.is_completed():
+            results.append(ProbeResult(component="notifications", kind="alerts", target=str(monitoring.notification_block),
+                                       status=HealthStatus.degraded, detail=f"check ended {notify_state.type.value}: "
+                                       f"{notify_state.message}"[:500]))
+        elif (notify := notify_future.result()) is not None:
+            results.append(notify)
+    report = HealthReport(checked_at=now, results=results)
+    # Events first: the failover automation counts them, and nothing the monitor does after may hold them up.
     publish_report(report)
     emit_component_events(report)
+    if monitoring is not None:
+        monitor(report, monitoring, resources_future.result(), prompt_future.result(), summary_future.result())
     counts = report.counts()
     logger.info(
         "health: %s (%d ok, %d degraded, %d down)", report.status.value, counts["ok"], counts["degraded"], counts["down"]
