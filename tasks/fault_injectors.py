@@ -4,7 +4,9 @@ Every fault says what it would touch (for dry runs and blast-radius checks), inj
 lease — a deadline after which it is undone even if the drill process is gone — and rolls
 back idempotently. Implementations here act on the local platform: the chaos proxy in front
 of a model server (error bursts, slow answers), and processes by their PID files (crash, hang).
-A Kubernetes pod delete or a cloud API call would be another subclass.
+A Kubernetes pod delete or a cloud API call would be another subclass: constructed as
+``FaultClass(settings, target, **options)`` from an experiment's ``fault.injector`` and
+``fault.options``, it must implement ``touches``, ``inject``, ``rollback`` and ``is_active``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ class Fault(ABC):
     def describe(self) -> str:
         return f"{self.kind} on {', '.join(self.touches())}"
 
+    def plan(self, component: str) -> str:
+        """What ``inject`` would do to ``component``, in words (the dry run shows it)."""
+        return f"{self.kind} {component}"
+
+    def plan_rollback(self, component: str) -> str:
+        return f"undo {self.kind} on {component}"
+
 
 class ProxyFault(Fault):
     """The region's model endpoint answers errors (``error_burst``) or slowly (``slow``)."""
@@ -66,6 +75,14 @@ class ProxyFault(Fault):
 
     def touches(self) -> list[str]:
         return [f"chaos-{self.region.name}"]
+
+    def plan(self, component: str) -> str:
+        what = (f"answer HTTP {self.body['status']}" if self.kind == "error_burst"
+                else f"add {self.body['latency_ms']:g} ms to each answer")
+        return f"PUT {self._url}: llm-{self.region.name} {what} for {self.body['fraction']:.0%} of requests"
+
+    def plan_rollback(self, component: str) -> str:
+        return f"DELETE {self._url}: pass traffic through untouched again"
 
     def inject(self, lease_s: float) -> None:
         resp = httpx.put(self._url, json={**self.body, "expires_at": time.time() + lease_s}, timeout=5)
@@ -95,6 +112,14 @@ class ProcessFault(Fault):
 
     def touches(self) -> list[str]:
         return list(self.components)
+
+    def plan(self, component: str) -> str:
+        proc = live_process(self.launcher.record(component))
+        where = f"pid {proc.pid}" if proc else "not running now: the drill would refuse"
+        return f"{'SIGKILL' if self.kind == 'crash' else 'SIGSTOP'} {component} ({where})"
+
+    def plan_rollback(self, component: str) -> str:
+        return f"{'restart' if self.kind == 'crash' else 'SIGCONT'} {component}"
 
     def inject(self, lease_s: float) -> None:
         deadline = time.time() + lease_s

@@ -15,7 +15,7 @@ from deployments.settings import PlatformSettings, RegionSettings
 from deployments.stack.haproxy_config import render_haproxy_config
 from deployments.stack.model_file import smollm2_gguf_path
 from deployments.stack.chaos_proxy import CONTROL_PATH
-from deployments.stack.readiness import Readiness, haproxy_admin, http_ok, prefect_worker_online, redis_ping
+from deployments.stack.readiness import Readiness, haproxy_admin, http_ok, llm_answers, prefect_worker_online, redis_ping
 from deployments.stack.redis_config import render_redis_config
 
 WORKER_NAME = "llm-resilience-worker-1"
@@ -131,7 +131,7 @@ def _llm(settings: PlatformSettings, region: RegionSettings, model: str) -> Comp
         ],
         url=settings.url(region.llm_port, "/v1"),
         ports=(region.llm_port,),
-        ready=lambda: http_ok(settings.url(region.llm_port, "/v1/models"), expect_json_key="data"),
+        ready=lambda: llm_answers(settings.url(region.llm_port, "/v1"), settings.llm_model_alias),
     )
 
 

@@ -32,6 +32,22 @@ def http_ok(url: str, *, timeout_s: float = 2.0, expect_json_key: str | None = N
     return Readiness(True, f"GET {url}: 200")
 
 
+def llm_answers(base_url: str, model: str, *, timeout_s: float = 30.0) -> Readiness:
+    """A one-token completion: a model server that lists its model may still be loading it, and
+    its first generation is the slow one; paying it here keeps it out of every drill and test."""
+    listed = http_ok(f"{base_url}/models", expect_json_key="data")
+    if not listed.ready:
+        return listed
+    try:
+        resp = httpx.post(f"{base_url}/chat/completions", timeout=timeout_s, json={
+            "model": model, "max_tokens": 1, "messages": [{"role": "user", "content": "ready?"}]})
+    except httpx.HTTPError as exc:
+        return Readiness(False, f"POST {base_url}/chat/completions: {exc.__class__.__name__}")
+    if resp.status_code != 200:
+        return Readiness(False, f"POST {base_url}/chat/completions: HTTP {resp.status_code}")
+    return Readiness(True, f"{model} answers")
+
+
 def redis_ping(host: str, port: int, *, timeout_s: float = 2.0) -> Readiness:
     try:
         with redis.Redis(host=host, port=port, socket_timeout=timeout_s, socket_connect_timeout=timeout_s) as r:

@@ -14,15 +14,17 @@ def settings(tmp_path: Path) -> PlatformSettings:
     return PlatformSettings(state_dir=tmp_path, gateway_port=18100)
 
 
-def test_haproxy_config_puts_region_b_behind_region_a_as_backup(settings: PlatformSettings) -> None:
+def test_haproxy_config_makes_region_b_a_warm_standby(settings: PlatformSettings) -> None:
     cfg = render_haproxy_config(settings)
     a, b = settings.region_a, settings.region_b
     assert "bind 127.0.0.1:18100" in cfg
-    assert f"server region-a 127.0.0.1:{a.chaos_port} check weight 100" in cfg
-    assert f"server region-b 127.0.0.1:{b.chaos_port} check backup weight 100" in cfg
+    assert f"server region-a 127.0.0.1:{a.chaos_port} check weight 255" in cfg
+    # Active with the smallest weight, not `backup`: HAProxy never retries onto a backup server.
+    assert f"server region-b 127.0.0.1:{b.chaos_port} check weight 1" in cfg and "backup" not in cfg
     assert "option httpchk GET /v1/models" in cfg
     assert "option redispatch" in cfg and "retries 2" in cfg
-    assert "retry-on conn-failure empty-response 502 503 504" in cfg
+    assert "retry-on conn-failure empty-response 502 503 504 response-timeout" in cfg
+    assert "option http-buffer-request" in cfg and "timeout queue 30s" in cfg and "maxconn 1" in cfg
     assert "slowstart 10s" in cfg and "fall 2 rise 2" in cfg
     assert "observe layer7 error-limit 1 on-error mark-down" in cfg and "timeout check 10s" in cfg
     assert f"stats socket {settings.haproxy_socket} mode 600 level admin" in cfg
