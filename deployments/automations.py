@@ -109,7 +109,7 @@ NOTIFIED_FLOWS = [
     "replicate", "replication-status",  # flows/replication.py
     "verify-checkpoint",  # flows/checkpoint_verification.py
     "prompt-regression", "promote-prompt", "manage-prompt",  # flows/prompt_regression.py
-    "failover-drill",  # the failover drill (issue 7)
+    "failover-drill", "regional-failover", "failback",  # flows/failover_drill.py, flows/regional_failover.py
 ]
 FAILURE_SUBJECT = "llm-resilience: {{ flow.name }} run {{ flow_run.name }} {{ flow_run.state.name }}"
 FAILURE_BODY = (

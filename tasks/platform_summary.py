@@ -54,6 +54,18 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def drill_figures(payload: dict[str, Any]) -> dict[str, float]:
+    """Numbers of a drill event: its `measurements` (detect_ms, failover_ms, failed ...) and per-phase
+    latencies flattened (`fault_p99_ms`), plus any number at the top level."""
+    measurements = payload.get("measurements") or {}
+    figures = {k: n for k, v in {**payload, **measurements}.items() if (n := _number(v)) is not None}
+    for phase, values in (measurements.get("phases") or {}).items():
+        for key, value in (values or {}).items():
+            if (n := _number(value)) is not None:
+                figures[f"{phase}_{key}"] = n
+    return figures
+
+
 def summarise_events(events: list[dict[str, Any]]) -> PlatformSummary:
     """``events`` newest first (the events API's default order)."""
     summary = PlatformSummary()
@@ -80,7 +92,7 @@ def summarise_events(events: list[dict[str, Any]]) -> PlatformSummary:
                 pending_objects=payload.get("pending_objects"), pending_bytes=payload.get("pending_bytes"),
             ))
         elif name in {"llm-resilience.drill.passed", "llm-resilience.drill.failed"} and summary.drill is None:
-            figures = {k: n for k, v in payload.items() if (n := _number(v)) is not None}
+            figures = drill_figures(payload)
             summary.drill = DrillSummary(at=_at(event), passed=name.endswith(".passed"), figures=figures,
                                          name=event["resource"].get("prefect.resource.name", ""))
     return summary

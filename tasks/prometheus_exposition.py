@@ -56,7 +56,10 @@ def metric_families(snap: MonitorSnapshot | None, now: datetime | None = None) -
     backup_age = g("llmr_backup_last_success_age_seconds", "Seconds since the last successful backup")
     drill_ts = g("llmr_drill_last_run_timestamp_seconds", "When the last failover drill finished (Unix time)")
     drill_passed = g("llmr_drill_last_passed", "1 when the last failover drill passed, 0 when it failed")
-    drill_figure = g("llmr_drill_last_figure", "Figures of the last failover drill (durations in seconds)",
+    drill_duration = g("llmr_drill_last_duration_seconds",
+                       "Durations measured by the last failover drill (time to detect, fail over, recover; latencies)",
+                       labels=["figure"])
+    drill_figure = g("llmr_drill_last_figure", "Counts measured by the last failover drill (requests, failed, lost turns)",
                      labels=["figure"])
     prompt_pass = g("llmr_prompt_pass_ratio", "Pass rate of the production prompt version in its latest regression run",
                     labels=["prompt", "version"])
@@ -72,7 +75,7 @@ def metric_families(snap: MonitorSnapshot | None, now: datetime | None = None) -
     last_run = g("llmr_monitor_last_run_timestamp_seconds", "When the monitor last ran (Unix time)")
     families: list[Metric] = [up, status, latency, errors, cpu_util, cpu_total, memory, gpu_present, gpu_util, gpu_mem,
                               session_lag, repl_lag, repl_pending, repl_pending_objects, backup_ts, backup_age,
-                              drill_ts, drill_passed, drill_figure, prompt_pass, prompt_errors, prompt_latency,
+                              drill_ts, drill_passed, drill_duration, drill_figure, prompt_pass, prompt_errors, prompt_latency,
                               prompt_shift, breaches, runs, last_run]
     if snap is None:
         return families
@@ -103,7 +106,12 @@ def metric_families(snap: MonitorSnapshot | None, now: datetime | None = None) -
         drill_ts.add_metric([], _ts(s.drill.at))
         drill_passed.add_metric([], 1.0 if s.drill.passed else 0.0)
         for name, value in sorted(s.drill.figures.items()):
-            drill_figure.add_metric([name], value)
+            if name.endswith("_ms"):
+                drill_duration.add_metric([name[:-3]], value / 1000)
+            elif name.endswith("_s"):
+                drill_duration.add_metric([name[:-2]], value)
+            else:
+                drill_figure.add_metric([name], value)
 
     for p in snap.prompts:
         if p.production_version is None or p.figures is None:

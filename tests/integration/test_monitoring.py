@@ -69,17 +69,18 @@ def test_monitor_records_history_and_serves_every_family_on_metrics(platform: Pl
     # The regression flow records its outcome like this (tasks/prompt_regression.record_runs).
     registry.record_run(prompt, 1, "test-run", True, {"pass_rate": 0.75, "error_rate": 0.0, "p95_latency_ms": 900.0})
     # Pipelines announce their outcome as events; the monitor reads them back. The backup event
-    # comes from the backup flow's own emitter; the drill event has the shape issue 7 promises.
+    # comes from the backup flow's own emitter, the drill event has flows/failover_drill.py's shape
+    # (a real drill takes minutes; test_failover_drills.py runs those).
     from flows.backup import _emit
     from flows.replication import replication_status
 
     _emit(True, "backup", "region-b/backups", {"files": 3, "bytes": 1234})
     emit_event(event="llm-resilience.drill.passed",
-               resource={"prefect.resource.id": "llm-resilience.drill.failover-drill", "prefect.resource.name": "failover-drill"},
-               payload={"time_to_detect_s": 0.8, "time_to_failover_s": 1.2, "failed_requests": 0})
+               resource={"prefect.resource.id": "llm-resilience.drill.monitor-test", "prefect.resource.name": "monitor-test"},
+               payload={"reasons": [], "measurements": {"detect_ms": 800.0, "failover_ms": 1200.0, "failed": 0}})
     replication_status()
     for name, resource in [("llm-resilience.backup.completed", "llm-resilience.backup.backup"),
-                           ("llm-resilience.drill.passed", "llm-resilience.drill.failover-drill")]:
+                           ("llm-resilience.drill.passed", "llm-resilience.drill.monitor-test")]:
         assert wait_for_events(platform, event=name, resource_id=resource, since=started)
 
     policy = _policy(platform, prompts=[PromptWatch(name=prompt, suite_path=SUITE)])
@@ -96,7 +97,7 @@ def test_monitor_records_history_and_serves_every_family_on_metrics(platform: Pl
 
     status = _artifact(STATUS_ARTIFACT_KEY).data
     assert "| llm-region-a | 🟢 ok |" in status and "latency, last 24 h" in status
-    assert "**Backup**: last success" in status and "**Last drill** failover-drill: passed" in status
+    assert "**Backup**: last success" in status and "**Last drill** monitor-test: passed" in status
     assert f"**{prompt}** production v1: pass rate 75%" in status
 
     text = httpx.get(platform.metrics_url, timeout=10).text
@@ -109,7 +110,7 @@ def test_monitor_records_history_and_serves_every_family_on_metrics(platform: Pl
     assert ("llmr_replication_lag_seconds", (("link", "region-a -> region-b"),)) in values
     assert ("llmr_replication_pending_bytes", (("link", "region-a -> region-b"),)) in values
     assert values[("llmr_backup_last_success_age_seconds", ())] >= 0
-    assert values[("llmr_drill_last_figure", (("figure", "time_to_failover_s"),))] == 1.2
+    assert values[("llmr_drill_last_duration_seconds", (("figure", "failover"),))] == 1.2
     assert values[("llmr_drill_last_passed", ())] == 1
     assert values[("llmr_prompt_pass_ratio", (("prompt", prompt), ("version", "1")))] == 0.75
     assert values[("llmr_monitor_runs_total", ())] >= 1

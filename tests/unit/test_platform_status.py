@@ -20,8 +20,11 @@ def _event(name: str, minutes_ago: float, payload: dict, resource_name: str = "x
 
 
 EVENTS = [  # newest first, as the events API returns them
-    _event("llm-resilience.drill.passed", 5, {"time_to_detect_s": 0.6, "time_to_failover_s": 1.1, "failed_requests": 0,
-                                              "note": "text is ignored"}, "failover-drill"),
+    _event("llm-resilience.drill.passed", 5, {  # the shape flows/failover_drill.py emits
+        "reasons": [], "measurements": {"detect_ms": 600.0, "failover_ms": 1100.0, "recover_ms": None, "requests": 40,
+                                        "failed": 0, "detect_source": "gateway",
+                                        "phases": {"fault": {"requests": 10, "failed": 0, "p50_ms": 300.0, "p99_ms": 900.0}}},
+        "slo": [{"name": "failed_requests", "passed": True}]}, "model-server-crash"),
     _event("llm-resilience.replication.lag", 10, {"current_lag_s": 4.5, "pending_objects": 3, "pending_bytes": 2048,
                                                   "kind": "status"}, "region-a -> region-b"),
     _event("llm-resilience.replication.lag", 20, {"current_lag_s": 99.0}, "region-a -> region-b"),
@@ -60,7 +63,9 @@ def test_summary_takes_the_newest_event_of_each_kind() -> None:
     s = summarise_events(EVENTS)
     assert s.backup.last_success_at == NOW - timedelta(minutes=90) and s.backup.last_failure_at is None
     assert [(r.link, r.lag_s, r.pending_bytes) for r in s.replication] == [("region-a -> region-b", 4.5, 2048)]
-    assert s.drill.passed and s.drill.figures == {"time_to_detect_s": 0.6, "time_to_failover_s": 1.1, "failed_requests": 0}
+    assert s.drill.passed and s.drill.name == "model-server-crash"
+    assert s.drill.figures == {"detect_ms": 600.0, "failover_ms": 1100.0, "requests": 40, "failed": 0,
+                               "fault_requests": 10, "fault_failed": 0, "fault_p50_ms": 300.0, "fault_p99_ms": 900.0}
 
 
 def test_sparkline_scales_and_marks_gaps() -> None:
@@ -75,7 +80,7 @@ def test_status_page_has_a_row_per_component_and_the_summary() -> None:
     assert "`····················▁▁█▁`" in md  # the 24 h trend chart
     assert "**Backup**: last success 90 min ago" in md
     assert "**Replication** region-a -> region-b: lag 4.5 s, 3 objects / 2,048 bytes pending" in md
-    assert "**Last drill** failover-drill: passed" in md and "time_to_failover_s 1.1" in md
+    assert "**Last drill** model-server-crash: passed" in md and "failover_ms 1100" in md
     assert "**capitals** production v3: pass rate 90%, error rate 25%, p95 800 ms" in md
     assert "GPU: absent: no nvidia-smi on PATH" in md
     assert "llm-region-a status = 2 breaches status > 1.5" in md
@@ -90,7 +95,9 @@ def test_exposition_parses_and_follows_prometheus_conventions() -> None:
     assert samples[("llmr_process_cpu_seconds_total", (("component", "llm-region-a"),))] == 42.0
     assert samples[("llmr_replication_pending_bytes", (("link", "region-a -> region-b"),))] == 2048
     assert samples[("llmr_backup_last_success_age_seconds", ())] == 90 * 60
-    assert samples[("llmr_drill_last_figure", (("figure", "time_to_failover_s"),))] == 1.1
+    assert samples[("llmr_drill_last_duration_seconds", (("figure", "failover"),))] == 1.1
+    assert samples[("llmr_drill_last_duration_seconds", (("figure", "fault_p99"),))] == 0.9
+    assert samples[("llmr_drill_last_figure", (("figure", "failed"),))] == 0
     assert samples[("llmr_prompt_pass_ratio", (("prompt", "capitals"), ("version", "3")))] == 0.9
     assert samples[("llmr_threshold_breaches_total", (("component", "llm-region-a"), ("metric", "status")))] == 3
     assert samples[("llmr_gpu_present", ())] == 0
