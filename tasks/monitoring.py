@@ -109,7 +109,7 @@ def read_platform_summary(now: datetime) -> tuple[PlatformSummary, list[str]]:
     try:
         with get_client(sync_client=True) as client:
             def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-                resp = client._client.post(path, json=body)
+                resp = client.request("POST", "/events/filter", json=body)
                 resp.raise_for_status()
                 return resp.json()
 

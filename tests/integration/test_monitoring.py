@@ -80,7 +80,8 @@ def test_monitor_records_history_and_serves_every_family_on_metrics(platform: Pl
                payload={"reasons": [], "measurements": {"detect_ms": 800.0, "failover_ms": 1200.0, "failed": 0}})
     replication_status()
     for name, resource in [("llm-resilience.backup.completed", "llm-resilience.backup.backup"),
-                           ("llm-resilience.drill.passed", "llm-resilience.drill.monitor-test")]:
+                           ("llm-resilience.drill.passed", "llm-resilience.drill.monitor-test"),
+                           ("llm-resilience.replication.lag", "llm-resilience.replication.region-a.region-b")]:
         assert wait_for_events(platform, event=name, resource_id=resource, since=started)
 
     policy = _policy(platform, prompts=[PromptWatch(name=prompt, suite_path=SUITE)])
