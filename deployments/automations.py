@@ -14,13 +14,24 @@ instead of waiting for the schedule.
         when   a flow run's `prefect.flow-run.heartbeat` is not followed by another heartbeat or a
                terminal state within `zombie_after_s` (its worker or machine died)
         do     mark the run Crashed (Prefect's documented zombie-flow automation), so it can be retried
+
+    llm-resilience: fail over when the primary model endpoint is down
+        when   `llm-resilience.health.down` for llm-region-a arrives FAILOVER_DOWN_COUNT times
+               within FAILOVER_WITHIN (the health monitor emits one per run)
+        run    regional-failover/regional-failover (declared only once that deployment exists)
+
+    llm-resilience: notify on pipeline failure
+        when   a flow run of a backup, replication, checkpoint, prompt or drill flow turns
+               Failed or Crashed (matched by flow name, so runs started from Python count too)
+        send   the run's name, flow, state and reason through the `llm-resilience-alerts`
+               Custom Webhook block (the exporter's local inbox by default; edit its URL in the UI)
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from prefect.automations import Automation, EventTrigger, Posture, RunDeployment
+from prefect.automations import Automation, EventTrigger, Posture, RunDeployment, SendNotification
 from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState
 from prefect.events.schemas.events import ResourceSpecification
@@ -89,11 +100,131 @@ def crash_zombie_runs(within_s: int) -> Automation:
     )
 
 
+PRIMARY_DOWN_FAILOVER = "llm-resilience: fail over when the primary model endpoint is down"
+FAILOVER_DEPLOYMENT = "regional-failover/regional-failover"
+PRIMARY_MODEL_COMPONENT = "llm-region-a"
+FAILOVER_DOWN_COUNT = 3
+FAILOVER_WITHIN = timedelta(minutes=10)
+
+
+def failover_on_primary_down(deployment_id, count: int = FAILOVER_DOWN_COUNT,  # noqa: ANN001 - a UUID
+                             within: timedelta = FAILOVER_WITHIN) -> Automation:
+    return Automation(
+        name=PRIMARY_DOWN_FAILOVER,
+        description=(f"Run the regional failover when the health monitor reports {PRIMARY_MODEL_COMPONENT} down "
+                     f"{count} times within {within}."),
+        trigger=EventTrigger(
+            expect={"llm-resilience.health.down"},
+            match={"prefect.resource.id": f"llm-resilience.component.{PRIMARY_MODEL_COMPONENT}"},
+            posture=Posture.Reactive,
+            threshold=count,
+            within=within,
+        ),
+        actions=[RunDeployment(source="selected", deployment_id=deployment_id, parameters={})],
+    )
+
+
+def _optional_deployment_id(client, name: str):  # noqa: ANN001, ANN202
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        return client.read_deployment_by_name(name).id
+    except ObjectNotFound:
+        return None
+
+
+PIPELINE_FAILURE_NOTIFY = "llm-resilience: notify on pipeline failure"
+ALERTS_BLOCK = "llm-resilience-alerts"
+# Flow names (not deployment names) so a failing run counts however it was started.
+NOTIFIED_FLOWS = [
+    "backup", "restore", "prune", "verify-backup", "restore-drill",  # flows/backup.py
+    "replicate", "replication-status",  # flows/replication.py
+    "verify-checkpoint",  # flows/checkpoint_verification.py
+    "prompt-regression", "promote-prompt", "manage-prompt",  # flows/prompt_regression.py
+    "failover-drill", "regional-failover", "failback",  # flows/failover_drill.py, flows/regional_failover.py
+]
+FAILURE_SUBJECT = "llm-resilience: {{ flow.name }} run {{ flow_run.name }} {{ flow_run.state.name }}"
+FAILURE_BODY = (
+    "Flow run {{ flow.name }}/{{ flow_run.name }} ended {{ flow_run.state.name }}.\n"
+    "Reason: {{ flow_run.state.message }}\n"
+    "Flow run id: {{ flow_run.id }}\n"
+    "Tags: {{ flow_run.tags | join(', ') }}"
+)
+
+
+def notify_on_pipeline_failure(block_document_id) -> Automation:  # noqa: ANN001 - a UUID
+    return Automation(
+        name=PIPELINE_FAILURE_NOTIFY,
+        description="Send a notification when a backup, replication, checkpoint, prompt or drill run fails.",
+        trigger=EventTrigger(
+            expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.role": "flow", "prefect.resource.name": NOTIFIED_FLOWS},
+            posture=Posture.Reactive,
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=[SendNotification(block_document_id=block_document_id, subject=FAILURE_SUBJECT, body=FAILURE_BODY)],
+    )
+
+
+BREACH_NOTIFY = "llm-resilience: notify on threshold breach"
+BREACH_EVENT = "llm-resilience.health.threshold_breached"
+BREACH_REPEAT_AFTER = timedelta(hours=1)
+BREACH_SUBJECT = "llm-resilience: {{ event.payload.component }} {{ event.payload.metric }} breached its threshold"
+BREACH_BODY = (
+    "{{ event.payload.component }}: {{ event.payload.metric }} = {{ event.payload.value }} breaches "
+    "{{ event.payload.threshold }} (limit {{ event.payload.limit }}, baseline {{ event.payload.baseline }}).\n"
+    "Reported by the health monitor at {{ event.occurred }}."
+)
+
+
+def notify_on_threshold_breach(block_document_id) -> Automation:  # noqa: ANN001 - a UUID
+    """One notification per component and metric per hour: a breach that persists does not page every run."""
+    return Automation(
+        name=BREACH_NOTIFY,
+        description="Send a notification when the health monitor reports a threshold breach (at most hourly per metric).",
+        trigger=EventTrigger(
+            expect={BREACH_EVENT},
+            match={"prefect.resource.id": "llm-resilience.component.*"},
+            for_each={"prefect.resource.id", "llm-resilience.metric"},
+            posture=Posture.Reactive,
+            threshold=1,
+            within=BREACH_REPEAT_AFTER,
+        ),
+        actions=[SendNotification(block_document_id=block_document_id, subject=BREACH_SUBJECT, body=BREACH_BODY)],
+    )
+
+
+def _notification_block_id(client, name: str):  # noqa: ANN001, ANN202
+    from prefect.exceptions import ObjectNotFound
+
+    from tasks.errors import ConfigurationError
+
+    try:
+        return client.read_block_document_by_name(name, block_type_slug="custom-webhook").id
+    except ObjectNotFound:
+        raise ConfigurationError(
+            f"notification block custom-webhook/{name} does not exist; `make stack-up` creates it "
+            "(or create a Custom Webhook block of that name in the UI)"
+        ) from None
+
+
+def monitoring_automations(client) -> list[Automation]:  # noqa: ANN001 - a SyncPrefectClient
+    """The health monitor's automations (issue 8); failover only once its deployment exists."""
+    alerts = _notification_block_id(client, ALERTS_BLOCK)
+    out = [notify_on_pipeline_failure(alerts), notify_on_threshold_breach(alerts)]
+    failover = _optional_deployment_id(client, FAILOVER_DEPLOYMENT)
+    if failover is not None:
+        out.append(failover_on_primary_down(failover))
+    return out
+
+
 def declared(client, settings: PlatformSettings | None = None) -> list[Automation]:  # noqa: ANN001 - a SyncPrefectClient
     """Every automation of the project; deployments they run must already exist."""
     settings = settings or PlatformSettings()
     replicate = client.read_deployment_by_name(REPLICATE_DEPLOYMENT)
-    return [replicate_on_write(replicate.id), crash_zombie_runs(settings.zombie_after_s)]
+    return [replicate_on_write(replicate.id), crash_zombie_runs(settings.zombie_after_s), *monitoring_automations(client)]
 
 
 def apply_automations(settings: PlatformSettings) -> list[str]:

@@ -47,7 +47,8 @@ def main() -> int:
     print(table.description or "")
     print(render_text_table(rows, ["component", "status", "latency_ms", "target", "detail"]))
     print(f"\nPrefect UI: {settings.prefect_ui_url}")
-    print(f"This run:   {settings.prefect_ui_url}/runs/flow-run/{run.id}")
+    print(f"This run:   {settings.prefect_ui_url}/runs/flow-run/{run.id}  (artifact `platform-status`)")
+    print(f"Prometheus: {settings.metrics_url}   alert inbox: {settings.notification_inbox_url}")
     print("The platform keeps running; `make stack-down` stops it.")
     return 0 if state is not None and state.is_completed() else 1
 

@@ -50,6 +50,8 @@ class PlatformSettings(BaseSettings):
 
     prefect_port: Port = 4200
     gateway_port: Port = 8100
+    # The health monitor's Prometheus exporter (/metrics) and local alert inbox (/notifications).
+    metrics_port: Port = 9190
     region_a: RegionSettings = RegionSettings(**REGION_DEFAULTS["region_a"])  # type: ignore[arg-type]
     region_b: RegionSettings = RegionSettings(**REGION_DEFAULTS["region_b"])  # type: ignore[arg-type]
 
@@ -143,7 +145,7 @@ class PlatformSettings(BaseSettings):
         return self
 
     def port_fields(self) -> dict[str, int]:
-        ports = {"prefect_port": self.prefect_port, "gateway_port": self.gateway_port}
+        ports = {"prefect_port": self.prefect_port, "gateway_port": self.gateway_port, "metrics_port": self.metrics_port}
         if self.runs_postgres:
             ports["postgres_port"] = self.postgres_port
         for attr in ("region_a", "region_b"):
@@ -217,6 +219,14 @@ class PlatformSettings(BaseSettings):
     @property
     def gateway_url(self) -> str:
         return self.url(self.gateway_port, "/v1")
+
+    @property
+    def metrics_url(self) -> str:
+        return self.url(self.metrics_port, "/metrics")
+
+    @property
+    def notification_inbox_url(self) -> str:
+        return self.url(self.metrics_port, "/notifications")
 
     def prefect_env(self) -> dict[str, str]:
         """Environment that points a Prefect client, server or worker at this platform's server."""

@@ -22,13 +22,14 @@ def free_ports(count: int) -> list[int]:
 
 
 def settings_on_free_ports(state_dir: Path, **extra: object) -> PlatformSettings:
-    p = free_ports(11)
+    p = free_ports(12)
     return PlatformSettings(
         state_dir=state_dir,
         prefect_port=p[0],
         gateway_port=p[1],
+        metrics_port=p[10],
         region_a={"name": "region-a", "s3_port": p[2], "llm_port": p[3], "chaos_port": p[8], "redis_port": p[4], "bucket": "llmr-test-region-a"},
         region_b={"name": "region-b", "s3_port": p[5], "llm_port": p[6], "chaos_port": p[9], "redis_port": p[7], "bucket": "llmr-test-region-b"},
-        postgres_port=p[10],
+        postgres_port=p[11],
         **extra,
     )

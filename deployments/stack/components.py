@@ -98,6 +98,7 @@ def build_components(settings: PlatformSettings) -> list[Component]:
             config_files={haproxy_cfg: render_haproxy_config(settings)},
         )
     )
+    comps.append(_metrics_exporter(settings))
     comps += [_worker(settings, i) for i in range(1, settings.workers + 1)]
     return comps
 
@@ -183,4 +184,17 @@ def _chaos_proxy(settings: PlatformSettings, region: RegionSettings) -> Componen
         url=settings.model_endpoint_url(region),
         ports=(region.chaos_port,),
         ready=lambda: http_ok(settings.url(region.chaos_port, CONTROL_PATH)),
+    )
+
+
+def _metrics_exporter(settings: PlatformSettings) -> Component:
+    return Component(
+        name="metrics-exporter",
+        argv=[
+            sys.executable, "-m", "deployments.stack.metrics_exporter",
+            "--listen", f"{settings.host}:{settings.metrics_port}", "--state-dir", str(settings.state_dir),
+        ],
+        url=settings.metrics_url,
+        ports=(settings.metrics_port,),
+        ready=lambda: http_ok(settings.metrics_url),
     )

@@ -37,7 +37,7 @@ def platform_blocks(settings: PlatformSettings) -> dict[str, list[tuple[str, obj
     """The block documents describing this platform, by block type slug."""
     from pydantic import SecretStr
 
-    from blocks import LLMEndpoint, SessionStore, StorageTarget
+    from blocks import LLMEndpoint, MonitoringPolicy, SessionStore, StorageTarget
 
     storage = [
         (
@@ -58,7 +58,28 @@ def platform_blocks(settings: PlatformSettings) -> dict[str, list[tuple[str, obj
     ]
     endpoints.append(("gateway", LLMEndpoint(base_url=settings.gateway_url, model=settings.llm_model_alias)))
     sessions = [(r.name, SessionStore(url=f"redis://{settings.host}:{r.redis_port}/0")) for r in settings.regions]
-    return {"storage-target": storage, "llm-endpoint": endpoints, "session-store": sessions}
+    return {
+        "storage-target": storage, "llm-endpoint": endpoints, "session-store": sessions,
+        "monitoring-policy": [(MONITORING_POLICY, MonitoringPolicy(state_dir=str(settings.state_dir)))],
+        "custom-webhook": [(ALERTS_WEBHOOK, alerts_webhook(settings.notification_inbox_url))],
+    }
+
+
+MONITORING_POLICY = "platform"
+ALERTS_WEBHOOK = "llm-resilience-alerts"
+
+
+def alerts_webhook(url: str):  # noqa: ANN201 - a CustomWebhookNotificationBlock
+    """The webhook the failure automation notifies: by default the exporter's local inbox.
+
+    Point ``url`` at Slack, Teams, PagerDuty or any webhook in the UI; the JSON body carries the
+    automation's subject and body (run name, state and reason).
+    """
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    return CustomWebhookNotificationBlock(
+        name=ALERTS_WEBHOOK, url=url, json_data={"subject": "{{subject}}", "body": "{{body}}"}, timeout=5,
+    )
 
 
 def save_platform_blocks(settings: PlatformSettings) -> list[str]:
@@ -74,7 +95,9 @@ def save_platform_blocks(settings: PlatformSettings) -> list[str]:
 
     notes: list[str] = []
     with temporary_settings(updates={PREFECT_API_URL: settings.prefect_api_url}):
-        for block_type in ALL_BLOCK_TYPES:
+        from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+        for block_type in (*ALL_BLOCK_TYPES, CustomWebhookNotificationBlock):
             block_type.register_type_and_schema()
         for slug, documents in platform_blocks(settings).items():
             for name, block in documents:

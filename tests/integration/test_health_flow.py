@@ -27,7 +27,7 @@ def test_health_is_ok_everywhere_and_reported(platform: PlatformSettings) -> Non
     assert not bad
     assert {r.component for r in report.results} == {
         "storage-region-a", "storage-region-b", "llm-region-a", "llm-region-b", "gateway",
-        "sessions-region-a", "sessions-region-b", "prefect-api",
+        "sessions-region-a", "sessions-region-b", "prefect-api", "notifications",
     }
     assert report.component("gateway").metrics["served_by"] == "region-a"
     assert report.component("sessions-region-b").metrics["role"] == "replica"
