@@ -80,8 +80,10 @@ class PlatformSettings(BaseSettings):
     # on the other region: the platform's small model answers in well under a second, so 2 s
     # means a hung server costs one request 2 s, not a health-check cycle.
     gateway_timeout_server_s: float = Field(default=2.0, gt=0)
-    # How long the gateway's health check waits for a model server; two misses mark it down.
-    gateway_check_timeout_s: float = Field(default=3.0, gt=0)
+    # How long the gateway's health check waits for a model server; two misses mark it down. A
+    # check waits behind the answer in progress (llama.cpp answers /v1/models between answers),
+    # which takes a few hundred ms here; a hang is a check unanswered for this long, twice.
+    gateway_check_timeout_s: float = Field(default=1.0, gt=0)
     # Most components one drill may touch (a region outage touches three).
     drill_max_blast_radius: int = Field(default=3, ge=1)
     startup_timeout_s: float = Field(default=120.0, gt=0)

@@ -20,15 +20,15 @@ def test_haproxy_config_makes_region_b_a_warm_standby(settings: PlatformSettings
     assert "bind 127.0.0.1:18100" in cfg
     assert f"server region-a 127.0.0.1:{a.chaos_port} check weight 255" in cfg
     # Active with the smallest weight, not `backup`: HAProxy never retries onto a backup server.
-    assert f"server region-b 127.0.0.1:{b.chaos_port} check weight 1" in cfg and "backup" not in cfg
+    assert f"server region-b 127.0.0.1:{b.chaos_port} check weight 1 maxconn 1" in cfg and "backup" not in cfg
     assert "option httpchk GET /v1/models" in cfg
     assert "option redispatch" in cfg and "retries 2" in cfg
     assert "retry-on conn-failure empty-response 502 503 504 response-timeout" in cfg
     assert "option http-buffer-request" in cfg
-    # No per-server maxconn: a full primary would overflow to the standby instead of queueing.
-    assert "maxconn 1" not in cfg
+    # No maxconn on the primary: a full primary would overflow to the standby instead of queueing.
+    assert f"server region-a 127.0.0.1:{a.chaos_port} check weight 255\n" in cfg and "timeout queue 30s" in cfg
     assert "slowstart 10s" in cfg and "fall 2 rise 2" in cfg
-    assert "observe layer7 error-limit 1 on-error mark-down" in cfg and "timeout check 3000ms" in cfg
+    assert "observe layer7 error-limit 1 on-error mark-down" in cfg and "timeout check 1000ms" in cfg
     assert f"stats socket {settings.haproxy_socket} mode 600 level admin" in cfg
 
 
