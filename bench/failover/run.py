@@ -55,13 +55,14 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--duration", type=float, default=12.0, help="seconds each fault stays in place")
-    parser.add_argument("--rate", type=float, default=3.0, help="chat requests per second through the gateway")
+    parser.add_argument("--rate", type=float, default=2.0, help="chat requests per second through the gateway")
     args = parser.parse_args()
     state = Path(tempfile.mkdtemp(prefix="llmr-bench-failover-"))
     settings = settings_on_free_ports(state)
     os.environ.update(settings.prefect_env())
     launcher = Launcher(settings)
     rows = []
+    journals = Path(tempfile.mkdtemp(prefix="llmr-bench-failover-journals-"))
     try:
         launcher.up()
         for _ in range(args.repeat):
@@ -70,6 +71,8 @@ def main() -> int:
                 m = outcome.journal.measurements
                 assert m is not None
                 rows.append((label, exp, m, outcome))
+                (journals / f"{len(rows):02d}-{exp.name}-{exp.load.session_mode}.json").write_text(
+                    outcome.journal.model_dump_json(indent=1))
                 print(f"{label:<38} detect {_ms(m.detect_ms)}  failover {_ms(m.failover_ms)}  recover {_ms(m.recover_ms)}"
                       f"  failed/1000 {m.failed_per_1000:6.2f} ({m.failed}/{m.requests})"
                       f"  lost turns {m.lost_turns}/{m.acknowledged_turns}  {'PASS' if outcome.passed else 'FAIL'}",
@@ -80,7 +83,8 @@ def main() -> int:
     finally:
         launcher.down()
         shutil.rmtree(state, ignore_errors=True)
-    print(f"\nreference detection bounds: {ANCHORS}")
+    print(f"\njournals (every request, action and gateway state change): {journals}")
+    print(f"reference detection bounds: {ANCHORS}")
     for label, exp, m, _ in rows:
         target = TARGET_FAILOVER_MS[exp.fault.kind]
         verdict = "met" if m.failover_ms is not None and m.failover_ms <= target else "MISSED"

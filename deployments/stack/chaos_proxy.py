@@ -24,6 +24,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 CONTROL_PATH = "/_llmr/fault"
+UNREACHABLE_PAUSE_S = 0.05
 MAX_LEASE_S = 3600.0
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection", "content-length"}
 
@@ -104,6 +105,11 @@ class ChaosProxy:
                 await response.write_eof()
                 return response
         except aiohttp.ClientConnectionError as exc:
+            # A gateway talking to a dead server directly sees a refused connection and waits before
+            # retrying (HAProxy: up to 1 s); answering 502 at once would let its retries land on
+            # this server again before its passive check has marked it down. A short pause keeps
+            # the proxy as slow as a refused connection at most, not faster.
+            await asyncio.sleep(UNREACHABLE_PAUSE_S)
             return web.json_response({"error": {"message": f"upstream unreachable: {exc}"}}, status=502)
 
     async def _open(self, _app: web.Application) -> None:
