@@ -81,7 +81,7 @@ class AbortCondition(BaseModel):
 class LoadProfile(BaseModel):
     """Simulated users chatting through the gateway, their history in the session store."""
 
-    rate_rps: float = Field(default=2.0, gt=0, le=50, description="Requests per second; one region alone must keep up (~3/s here).")
+    rate_rps: float = Field(default=1.5, gt=0, le=50, description="Requests per second; one region alone must keep up (~3/s here).")
     users: int = Field(default=12, ge=1, le=500)
     max_tokens: int = Field(default=6, ge=1, le=256)
     history_turns: int = Field(default=2, ge=0, le=50, description="Past turns sent with each request.")

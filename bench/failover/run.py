@@ -55,7 +55,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--duration", type=float, default=12.0, help="seconds each fault stays in place")
-    parser.add_argument("--rate", type=float, default=2.0, help="chat requests per second through the gateway")
+    parser.add_argument("--rate", type=float, default=1.5, help="chat requests per second through the gateway")
     args = parser.parse_args()
     state = Path(tempfile.mkdtemp(prefix="llmr-bench-failover-"))
     settings = settings_on_free_ports(state)

@@ -33,7 +33,8 @@ class ServerState:
 
     @property
     def serving(self) -> bool:
-        return self.operational == "running" and not self.maintenance
+        # "starting" is a server back up and in slowstart: it already takes (a growing share of) traffic.
+        return self.operational in {"running", "starting"} and not self.maintenance
 
 
 def parse_servers_state(text: str) -> list[ServerState]:

@@ -40,7 +40,7 @@ def experiment(name: str, **changes: object) -> Experiment:
     exp = load_experiment(EXPERIMENTS / f"{name}.yaml")
     data = exp.model_dump()
     data.update(duration_s=12, warmup_s=5, recovery_deadline_s=60)
-    data["load"].update(rate_rps=2, max_tokens=4)  # well inside one model server's capacity on 2 busy cores
+    data["load"].update(rate_rps=1.5, max_tokens=4)  # well inside one model server's capacity on 2 busy cores
     data["steady_state"]["window_s"] = 3
     for probe in data["steady_state"]["probes"]:
         if probe["kind"] == "p99_latency_ms":
