@@ -14,12 +14,14 @@ import os
 import signal
 import time
 
-from deployments.settings import load_effective_settings
-from deployments.stack.launcher import Launcher
-from deployments.stack.process_control import live_process
-
 
 def expire(state_dir: str, component: str, action: str) -> str:
+    # Imported here, not at the top: a lease starts at the moment of the fault, and importing the
+    # launcher then would take CPU from the very failover the drill is measuring.
+    from deployments.settings import load_effective_settings
+    from deployments.stack.launcher import Launcher
+    from deployments.stack.process_control import live_process
+
     launcher = Launcher(load_effective_settings(state_dir))
     if action == "resume":
         proc = live_process(launcher.record(component))
