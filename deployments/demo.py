@@ -78,7 +78,10 @@ RUNS: tuple[DemoRun, ...] = (
     DemoRun(_DRILL.format("model-server-slow"), {}, "region-a answers 5 s late", True),
     DemoRun(_DRILL.format("region-outage"), {}, "region-a's model server, Redis and S3 hang", True),
     DemoRun("regional-failover/regional-failover", {}, "traffic and sessions to region-b"),
-    DemoRun("failback/failback", {}, "back to region-a in weighted steps: the platform's normal state", True),
+    DemoRun("failback/failback", {"policy": {"max_p99_ms": 10000}},
+            "back to region-a in weighted steps (10/50/100%), each held while probes stay healthy: the "
+            "platform's normal state; the p99 bound is loosened for a busy 2-core machine, the 1% error "
+            "bound is kept"),
 )
 
 
@@ -205,6 +208,9 @@ def main() -> int:
     from deployments.demo_seed import seed
 
     print(seed(settings).line(), flush=True)
+    unusual = departures_from_normal(settings)
+    if unusual:  # e.g. a failback that aborted last time: the drills would measure that, not a failover
+        print("warning: the platform is not in its normal state: " + "; ".join(unusual), flush=True)
     print(f"running {len(RUNS)} deployments one after another through work pool {settings.work_pool} "
           f"(the five drills take about a minute each) ...", flush=True)
     outcomes = []
@@ -218,7 +224,8 @@ def main() -> int:
     print(text)
     left = settle(settings)
     print("platform state: " + ("normal (region-a primary, region-b standby)" if not left else
-                                "NOT back to normal: " + "; ".join(left)))
+                                "NOT back to normal: " + "; ".join(left) + " (run the failback deployment "
+                                "again once the machine is quieter)"))
     print("The platform keeps running; `make stack-down` stops it.")
     return 1 if left else code
 
