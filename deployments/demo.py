@@ -38,8 +38,9 @@ class DemoRun:
 
 
 _DRILL = "failover-drill/drill-{}"
+# No response cache: each demo run asks the real model again (the nightly deployment keeps its cache).
 _PROMPT_RUN = {"prompt": PROMPT, "suite_path": "examples/prompts/capitals.yaml", "endpoint_block": "gateway",
-               "runner": {"samples": 2, "max_concurrency": 1, "cache_dir": ".state/prompt-cache"}}
+               "runner": {"samples": 2, "max_concurrency": 1, "cache_dir": None}}
 
 # Every deployment in prefect.yaml, in the order each finds what it needs ({} = the deployment's
 # own parameters). tests/unit/test_demo_plan.py fails when a deployment has no entry here.
