@@ -36,3 +36,32 @@ def test_health_check_deployment_runs_through_the_worker(deployed: PlatformSetti
     rows = json.loads(artifacts[0].data) if isinstance(artifacts[0].data, str) else artifacts[0].data
     assert {row["component"] for row in rows} >= {"gateway", "llm-region-a", "sessions-region-b"}
     assert flow_run.work_pool_name == deployed.work_pool
+
+
+def test_the_server_schedules_runs_of_scheduled_deployments(deployed: PlatformSettings) -> None:
+    """Schedules are the product's point: the server's scheduler must create the coming runs
+    (with SQLAlchemy 2.1 it failed every cycle and no schedule ever produced a run)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter, DeploymentFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    deadline = time.monotonic() + 120
+    with get_client(sync_client=True) as client:
+        health = client.read_deployment_by_name("health-check/health-check")
+        client.resume_deployment(health.id)  # the session pauses every schedule; this one runs again
+        while True:
+            scheduled = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["health-check"])),
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
+            )
+            if scheduled or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        client.pause_deployment(health.id)
+        for run in scheduled:
+            client.delete_flow_run(run.id)
+    assert scheduled, "no Scheduled run of health-check/health-check within 120 s of deploying it"

@@ -244,7 +244,7 @@ def test_drill_deployments_exist_and_one_plans_through_the_worker(deployed: Plat
     with get_client(sync_client=True) as client:
         drills = client.read_deployments(deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=["drill"])))
     assert sorted(d.name for d in drills) == sorted(f"drill-{p.stem}" for p in EXPERIMENTS.glob("*.yaml"))
-    assert all(d.paused for d in drills), "the test platform pauses drill schedules"
+    assert all(d.paused for d in drills), "the test platform pauses schedules"
     run = run_deployment(f"failover-drill/{drills[0].name}", parameters={"dry_run": True}, timeout=300, poll_interval=1)
     assert run.state is not None and run.state.is_completed(), run.state
 
