@@ -65,7 +65,7 @@ def platform_snapshot(settings: PlatformSettings) -> dict[str, object]:
     procs = {}
     for name in ("llm-region-a", "llm-region-b", "redis-region-a", "redis-region-b", "s3-region-a"):
         proc = live_process(launcher.record(name))
-        procs[name] = (proc.pid, proc.status()) if proc else None
+        procs[name] = (proc.pid, proc.status() == psutil.STATUS_STOPPED) if proc else None
     faults = {r.name: httpx.get(settings.url(r.chaos_port, "/_llmr/fault"), timeout=5).json() for r in settings.regions}
     servers = HAProxyRuntime(settings.haproxy_socket, BACKEND).servers()
     return {"processes": procs, "faults": faults,
@@ -224,7 +224,9 @@ def test_killed_drill_process_leaves_no_fault_after_its_lease(healthy: PlatformS
 
 
 def test_region_outage_in_sync_mode_loses_no_acknowledged_turn(healthy: PlatformSettings) -> None:
-    result = failover_drill(experiment=experiment("region-outage"))
+    # With the session's generous timeouts a hung region is marked down only after ~16 s (two 8 s
+    # checks), so this fault lasts long enough for the traffic to move while it is in place.
+    result = failover_drill(experiment=experiment("region-outage", duration_s=30))
     m = result["measurements"]
     assert result["status"] == "passed", result["reasons"]
     assert m["lost_turns"] == 0 and m["acknowledged_turns"] > 20
