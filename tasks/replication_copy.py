@@ -192,6 +192,15 @@ class ObjectCopier:
         )
 
     # -- medium objects: one streamed PUT ------------------------------------------------
+    def _head_source(self, key: str, skey: str) -> dict:
+        """The source object's HEAD; a source deleted since the listing is SourceVanished."""
+        try:
+            return self.src.head_object(Bucket=self.source.bucket, Key=skey)
+        except ClientError as exc:
+            if _is_not_found(exc):
+                raise SourceVanished(key) from None
+            raise
+
     def copy_streamed(self, obj: ObjectInfo) -> CopyOutcome:
         """GET streamed straight into a single PUT (never whole in memory) with Content-MD5, so the
         store refuses bytes that are not the source's and the object appears only when whole. The
@@ -199,12 +208,7 @@ class ObjectCopier:
         hashing pass whose part MD5s must rebuild the source ETag. The destination's ETag (its own
         MD5 of what it stored) must then equal it."""
         skey, dkey = self.source.full_key(obj.key), self.destination.full_key(obj.key)
-        try:
-            head = self.src.head_object(Bucket=self.source.bucket, Key=skey)
-        except ClientError as exc:
-            if _is_not_found(exc):
-                raise SourceVanished(obj.key) from None
-            raise
+        head = self._head_source(obj.key, skey)
         src_etag = _etag(head.get("ETag"))
         size = int(head["ContentLength"])
         recorded_sha = (head.get("Metadata") or {}).get(META_SHA256)
@@ -285,12 +289,7 @@ class ObjectCopier:
         next part is read. Nothing becomes visible before CompleteMultipartUpload."""
         dkey = self.destination.full_key(obj.key)
         skey = self.source.full_key(obj.key)
-        try:
-            head = self.src.head_object(Bucket=self.source.bucket, Key=skey)
-        except ClientError as exc:
-            if _is_not_found(exc):
-                raise SourceVanished(obj.key) from None
-            raise
+        head = self._head_source(obj.key, skey)
         src_etag = _etag(head.get("ETag"))
         size = int(head["ContentLength"])
         layout = self._source_layout(skey, head, size, src_etag)
