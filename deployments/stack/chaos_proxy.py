@@ -107,7 +107,7 @@ class ChaosProxy:
         except aiohttp.ClientConnectionError as exc:
             # A gateway talking to a dead server directly sees a refused connection and waits before
             # retrying (HAProxy: up to 1 s); answering 502 at once would let its retries land on
-            # this server again before its passive check has marked it down. A short pause keeps
+            # this server again before its checks have marked it down. A short pause keeps
             # the proxy as slow as a refused connection at most, not faster.
             await asyncio.sleep(UNREACHABLE_PAUSE_S)
             return web.json_response({"error": {"message": f"upstream unreachable: {exc}"}}, status=502)

@@ -8,12 +8,15 @@ never retries a failed request onto a backup server (measured: with ``retries 5`
 among active servers reaches region-b, so the request in flight when region-a fails is saved.
 
 Failed connections, empty responses, 5xx answers and *response timeouts* are retried on the
-other server. A server that answers 5xx is marked down at once by passive checks (``observe
-layer7``); a hung one is not (HAProxy does not report a timeout it retried to the passive
-checks), so until two active checks time out (``timeout check``) each request sent to it costs
-one ``timeout server`` and then succeeds on region-b. The primary has no ``maxconn``
-(a full primary would overflow to the standby); the standby has ``maxconn 1`` so a failover's
-herd of requests queues in HAProxy instead of timing out inside llama.cpp. A region that comes back is eased in by ``slowstart``. Each server is the
+other server. HAProxy adjusts a server's health only from the answer it keeps, so a retried 5xx
+or timeout never reaches the passive checks (``observe layer7``; measured: six 503s from region-a,
+each retried onto region-b within 0.25 s, left region-a up): the active checks are what mark a
+failing region down, two failed checks 250 ms apart, and the passive ones catch a 5xx that is the
+final answer. A hung region is marked down once two active checks time out (``timeout check``);
+until then each request sent to it costs one ``timeout server`` and then succeeds on region-b.
+The primary has no ``maxconn`` (a full primary would overflow to the standby); the standby has
+``maxconn 1`` so a failover's herd of requests queues in HAProxy instead of timing out inside
+llama.cpp. A region that comes back is eased in by ``slowstart``. Each server is the
 region's chaos proxy (deployments/stack/chaos_proxy.py), so drills can make a region answer
 errors or slowly exactly as a sick model server would. The failover and failback flows move
 traffic with weights and states through the admin socket (deployments/stack/haproxy_runtime.py).
@@ -89,11 +92,10 @@ defaults
     timeout queue 30s
     # llama-cpp-python answers /v1/models only between generations, so a check waits for the
     # current answer; a hung server is one that has not answered a check for this long (twice).
-    # A retried timeout is not seen by the passive checks below, so this is what marks a hang down.
+    # A retried timeout or 5xx is not seen by the passive checks below, so this is what marks a sick region down.
     timeout check {int(settings.gateway_check_timeout_s * 1000)}ms
-{retries}    # Passive checks too: a server that answers 5xx or times out is marked down at once
-    # (observe layer7, on-error mark-down), and the retry of that very request is redispatched
-    # to the other region.
+{retries}    # Passive checks too (observe layer7, on-error mark-down): a 5xx that is a request's final
+    # answer (its retries spent) marks the server down at once. A retried one is not counted.
     default-server inter 250ms fastinter 250ms downinter 500ms fall 2 rise 2 slowstart 10s{observe}
 
 frontend llm_gateway
