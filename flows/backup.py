@@ -29,6 +29,7 @@ from blocks import StorageTarget
 from tasks.backup import (
     adopt_packs,
     backup_batch,
+    backup_batch_own_packs,
     backup_session_export,
     export_session_store,
     load_session_export,
@@ -71,6 +72,11 @@ class BackupParams(BaseModel):
     session_stores: list[str] = Field(default=["region-a"], description="SessionStore blocks exported consistently.")
     tags: list[str] = Field(default_factory=list)
     workers: int = Field(default_factory=default_workers, ge=1, le=64, description="Threads reading/chunking files.")
+    batch_files: int = Field(default=2000, ge=1, le=100_000, description="Files per batch (one task run each; at most 256 MiB).")
+    task_runner: TaskRunnerSettings = Field(
+        default_factory=TaskRunnerSettings,
+        description="Where file batches run: in the flow process, or on a Dask cluster (each batch then writes its own packs).",
+    )
 
 
 class BackupResult(BaseModel):
@@ -214,10 +220,12 @@ def _mib(n: int) -> str:
 @flow(name="backup", log_prints=True)
 def backup(params: BackupParams | None = None) -> BackupResult:
     params = params or BackupParams()
-    return _reported("backup", params.repository, lambda: _backup(params))
+    check_task_runner(params.task_runner)  # an unreachable Dask scheduler stops the run before any work
+    with use_task_runner(params.task_runner) as submit:
+        return _reported("backup", params.repository, lambda: _backup(params, submit=submit))
 
 
-def _backup(params: BackupParams) -> BackupResult:
+def _backup(params: BackupParams, *, submit: bool = False) -> BackupResult:
     logger = get_run_logger()
     started, t0 = utcnow(), time.perf_counter()
     names = [*params.sources, *[f"sessions-{s}" for s in params.session_stores]]
@@ -237,13 +245,22 @@ def _backup(params: BackupParams) -> BackupResult:
         scanned = [(name, *scan_storage_source(name)) for name in params.sources]
         total_bytes = sum(sf.size for _, _, files, _ in scanned for sf in files) or 1
         progress_id = create_progress_artifact(progress=0.0, key="backup-progress", description="bytes processed")
+        elsewhere_bytes = elsewhere_chunks = 0  # uploaded by batches that ran on another runner's writers
         for name, target, files, skipped in scanned:
             sources.append(SourceInfo(name=name, kind="storage", url=target.url))
             totals.skipped += [f"{name}/{s}" for s in skipped]
-            for batch in batches(files):
-                batch_entries, stats = backup_batch(repo, writer, target, batch, name, parent_files, params.workers)
+            if submit:
+                futures = [backup_batch_own_packs.submit(repo, target, batch, name, parent_files, params.workers)
+                           for batch in batches(files, max_files=params.batch_files)]
+                # in order (the manifest lists files as scanned), refreshing the lock as each one lands
+                done = (future.result() for future in futures)
+            else:
+                done = (backup_batch(repo, writer, target, batch, name, parent_files, params.workers) + (0, 0)
+                        for batch in batches(files, max_files=params.batch_files))
+            for batch_entries, stats, uploaded, chunks in done:
                 entries += batch_entries
                 totals.add(stats)
+                elsewhere_bytes, elsewhere_chunks = elsewhere_bytes + uploaded, elsewhere_chunks + chunks
                 lock.refresh()
                 update_progress_artifact(progress_id, min(100.0, 100.0 * totals.bytes_total / total_bytes))
         for block in params.session_stores:
@@ -262,11 +279,12 @@ def _backup(params: BackupParams) -> BackupResult:
         sid = write_snapshot(repo, lock, manifest)
     finally:
         lock.release()
+    uploaded = writer.bytes_uploaded + elsewhere_bytes
     result = BackupResult(
         snapshot_id=sid, parent=parent_id, files=totals.files, files_reused=totals.files_reused,
-        bytes_total=totals.bytes_total, bytes_read=totals.bytes_read, bytes_uploaded=writer.bytes_uploaded,
-        chunks_new=writer.chunks_uploaded,
-        dedupe_ratio=round(totals.bytes_total / writer.bytes_uploaded, 2) if writer.bytes_uploaded else None,
+        bytes_total=totals.bytes_total, bytes_read=totals.bytes_read, bytes_uploaded=uploaded,
+        chunks_new=writer.chunks_uploaded + elsewhere_chunks,
+        dedupe_ratio=round(totals.bytes_total / uploaded, 2) if uploaded else None,
         duration_s=round(time.perf_counter() - t0, 3), adopted_packs=len(adopted), skipped=totals.skipped,
     )
     _publish("backup", f"Backup snapshot {sid[:16]} to {repo.url}", {

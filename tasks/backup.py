@@ -84,6 +84,20 @@ def backup_batch(
     return entries, stats
 
 
+@task(name="backup-batch-own-packs", **OPTS)
+def backup_batch_own_packs(
+    repo: Repository, target: StorageTarget, files: list[SourceFile], prefix: str,
+    parent: dict[str, FileEntry], workers: int,
+) -> tuple[list[FileEntry], BatchStats, int, int]:
+    """A batch that runs away from the flow process (a Dask worker): it packs its chunks with a
+    writer of its own and writes the packs' index before it returns, so the batch is durable and
+    nothing but its file entries and figures travels back. It dedupes against the repository as it
+    was at the flow's start, not against batches running beside it (see docs/backup-format.md)."""
+    writer = PackWriter(repo)
+    entries, stats = backup_batch.fn(repo, writer, target, files, prefix, parent, workers)
+    return entries, stats, writer.bytes_uploaded, writer.chunks_uploaded
+
+
 @task(name="export-session-store", **OPTS)
 def export_session_store(block: str) -> tuple[str, bytes]:
     store = load_session_store(block)

@@ -1,4 +1,4 @@
-"""The replication, restore and checkpoint flows on prefect-dask's DaskTaskRunner (a LocalCluster of
+"""The replication, backup, restore and checkpoint flows on prefect-dask's DaskTaskRunner (a LocalCluster of
 worker processes) give exactly what the default runner gives, and their batches really ran on Dask."""
 
 from __future__ import annotations
@@ -70,6 +70,50 @@ def test_replication_on_dask_copies_exactly_what_the_default_runner_copies(platf
     assert _ran_on_dask(client) - before == 9  # ceil(60 / 7) batches, each a Dask task
 
 
+def _snapshot_files(ref: RepositoryRef, snapshot_id: str) -> list[tuple[str, int, str, list[str]]]:
+    from tasks.backup import open_repository
+
+    repo = open_repository.fn(ref.block, ref.prefix, create=False)
+    manifest = repo.load_snapshot(snapshot_id)
+    return [(e.path, e.size, e.hash, list(e.chunks)) for e in manifest.files]
+
+
+def test_backup_on_dask_makes_the_same_snapshot_and_restores_the_same_files(platform: PlatformSettings, dask_cluster,  # noqa: ANN001
+                                                                            tmp_path: Path) -> None:
+    """Two repositories, one backed up batch by batch in the flow, one with the batches on Dask:
+    the snapshots list the same files with the same chunks, and both restore the source exactly."""
+    address, client = dask_cluster
+    tag = uuid.uuid4().hex[:8]
+    src = tmp_path / "src"
+    rng = random.Random(11)
+    shared = rng.randbytes(200_000)  # the same bytes in several files, in different batches
+    files = {f"d{i % 3}/f{i:02d}.bin": rng.randbytes(rng.randint(0, 50_000)) for i in range(24)}
+    files.update({f"copies/c{i}.bin": shared for i in range(4)})
+    for rel, data in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    StorageTarget(url=f"file://{src}").save(f"dask-bsrc-{tag}", overwrite=True)
+    snapshots, results = {}, {}
+    before = _ran_on_dask(client)
+    for name, runner in (("default", DEFAULT), ("dask", TaskRunnerSettings(kind="dask", dask_address=address))):
+        ref = RepositoryRef(block="region-b", prefix=f"dask-test/{tag}/repo-{name}")
+        result = backup(BackupParams(repository=ref, sources=[f"dask-bsrc-{tag}"], session_stores=[], batch_files=5,
+                                     task_runner=runner))
+        results[name] = result
+        snapshots[name] = _snapshot_files(ref, result.snapshot_id)
+        out = tmp_path / f"restored-{name}"
+        out.mkdir()
+        StorageTarget(url=f"file://{out}").save(f"dask-bout-{tag}-{name}", overwrite=True)
+        restore(RestoreParams(repository=ref, snapshot=result.snapshot_id, target=f"dask-bout-{tag}-{name}",
+                              source=f"dask-bsrc-{tag}"))
+        assert {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()} == files, name
+    assert snapshots["dask"] == snapshots["default"] and len(snapshots["dask"]) == len(files)
+    for figure in ("files", "bytes_total", "bytes_read"):
+        assert getattr(results["dask"], figure) == getattr(results["default"], figure), figure
+    assert results["dask"].bytes_uploaded >= results["default"].bytes_uploaded > 0  # concurrent batches may store a shared chunk twice
+    assert _ran_on_dask(client) - before == 6  # ceil(28 / 5) backup batches, each a Dask task
+
+
 def test_restore_on_dask_writes_the_same_verified_files(platform: PlatformSettings, dask_cluster, tmp_path: Path) -> None:  # noqa: ANN001
     address, client = dask_cluster
     tag = uuid.uuid4().hex[:8]
@@ -114,12 +158,19 @@ def test_checkpoint_verification_on_a_local_dask_cluster_gives_the_same_report(p
     assert reports["dask"][0].value == "FAILED" and len(reports["dask"][2]) == 5
 
 
-def test_unreachable_dask_scheduler_fails_at_flow_start_naming_the_setting(platform: PlatformSettings) -> None:
+@pytest.mark.parametrize("flow_name", ["replicate", "backup"])
+def test_unreachable_dask_scheduler_fails_at_flow_start_naming_the_setting(platform: PlatformSettings, flow_name: str) -> None:
     dead = free_ports(1)[0]
-    state = replicate(ReplicationParams(prefix=f"dask-test/{uuid.uuid4().hex[:8]}/never",
-                                        task_runner=TaskRunnerSettings(kind="dask", dask_address=f"tcp://127.0.0.1:{dead}")),
-                      return_state=True)
+    runner = TaskRunnerSettings(kind="dask", dask_address=f"tcp://127.0.0.1:{dead}")
+    prefix = f"dask-test/{uuid.uuid4().hex[:8]}/never"
+    if flow_name == "replicate":
+        state = replicate(ReplicationParams(prefix=prefix, task_runner=runner), return_state=True)
+    else:
+        state = backup(BackupParams(repository=RepositoryRef(block="region-b", prefix=prefix), sources=["region-a"],
+                                    session_stores=[], task_runner=runner), return_state=True)
     assert state.is_failed()
     with pytest.raises(ConfigurationError) as err:
         state.result()
     assert "task_runner.dask_address" in str(err.value) and f"127.0.0.1:{dead}" in str(err.value)
+    b = region_client(platform, platform.region_b)
+    assert b.list_objects_v2(Bucket=platform.region_b.bucket, Prefix=prefix).get("KeyCount") == 0, "work began anyway"
