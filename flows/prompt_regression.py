@@ -168,7 +168,11 @@ def promote_prompt(request: PromotionRequest | None = None) -> RegressionReport:
     run_id = _run_id()
     record_runs(request.registry, request.prompt, {report.candidate: passed}, run_id,
                 {report.candidate: report.version(report.candidate).model_dump(exclude={"cases"})})
-    if passed:
+    in_production = request.registry.open().labels(request.prompt).get("production")
+    if passed and in_production == report.candidate:
+        # a re-run after the promotion: nothing moves, and no `promoted` event claims it did
+        report.action = f"already in production: v{report.candidate} (no change)"
+    elif passed:
         verdict = report.comparison.verdict.value if report.comparison else "no baseline"
         move = move_label(request.registry, request.prompt, "production", report.candidate, request.actor,
                           f"promoted by run {run_id}: verdict {verdict}, gate passed",

@@ -101,6 +101,17 @@ def test_real_model_candidate_is_compared_and_promoted(platform, registry_ref, t
         keys = {a.key for a in client.read_latest_artifacts(limit=100)}
     assert {"prompt-regression-capitals", "prompt-results-capitals"} <= keys
 
+    # Run again: the candidate is production already, so nothing moves and nothing is announced.
+    moves, again_started = len(registry.audit_log("capitals")), time.time()
+    again = promote_prompt(PromotionRequest(
+        prompt="capitals", suite_path=str(EXAMPLES / "capitals.yaml"), endpoint_block="gateway",
+        registry=registry_ref, runner=RunnerPolicy(samples=2, max_concurrency=1, cache_dir=str(tmp_path / "cache")),
+        thresholds=Thresholds(min_pass_rate=0.8, max_p95_latency_ms=120000)))
+    assert again.action == "already in production: v2 (no change)"
+    assert len(registry.audit_log("capitals")) == moves and registry.labels("capitals")["production"] == 2
+    assert not wait_for_events(platform, event="llm-resilience.prompt.promoted", resource_id="llm-resilience.prompt.capitals",
+                               since=again_started, timeout_s=5)
+
 
 def test_production_regression_is_rolled_back(platform, scripted, registry_ref, echo_suite, tmp_path):
     registry = registry_ref.open()
