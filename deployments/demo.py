@@ -46,9 +46,9 @@ _PROMPT_RUN = {"prompt": PROMPT, "suite_path": "examples/prompts/capitals.yaml",
 # own parameters). tests/unit/test_demo_plan.py fails when a deployment has no entry here.
 RUNS: tuple[DemoRun, ...] = (
     DemoRun("health-check/health-check", {}, "probe every component; health-report table"),
-    DemoRun("replicate/replicate", {"params": {"delete": False}},
-            "copy region-a (demo data, checkpoint) to region-b, verified; delete off: region-b also "
-            "holds the backup repository and drill evidence, which region-a never has"),
+    DemoRun("replicate/replicate", {},
+            "copy region-a (demo data, checkpoint) to region-b, verified; region-b's own backups/ and "
+            "drills/ are excluded (exclude_prefixes), so deletes never touch them"),
     DemoRun("replication-status/replication-status", {}, "lag and pending objects after the copy (copies nothing)"),
     DemoRun("backup/backup", {}, "region-a's bucket and sessions into the repository in region-b"),
     DemoRun("verify-backup/verify-backup", {"params": {"read_fraction": 1.0}}, "read and hash every pack"),

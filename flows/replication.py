@@ -47,6 +47,11 @@ def default_resume_dir() -> str:
     return str(Path(state) / "replication" / "uploads")
 
 
+# The platform writes these only to region-b (flows/backup.py's repository, flows/failover_drill.py's
+# evidence): a replication from region-a with deletes must never quarantine them.
+DESTINATION_ONLY_PREFIXES = ("backups/", "drills/")
+
+
 class ReplicationParams(BaseModel):
     """What to replicate where, and how carefully. Defaults: region-a bucket -> region-b bucket."""
 
@@ -54,6 +59,11 @@ class ReplicationParams(BaseModel):
     destinations: list[str] = Field(default=["region-b"], description="StorageTarget blocks to copy to.")
     prefix: str = Field(default="", description="Only objects below this prefix (relative to each target's root).")
     delete: bool = Field(default=True, description="Delete destination objects the source no longer has.")
+    exclude_prefixes: list[str] = Field(
+        default_factory=lambda: list(DESTINATION_ONLY_PREFIXES),
+        description="Keys below these prefixes (relative to `prefix`) are neither copied nor deleted, on either side. "
+                    "Default: what the platform keeps only in region-b (the backup repository, drill evidence).",
+    )
     max_delete_count: int = Field(default=1000, ge=0, description="Stop before deleting more objects than this.")
     max_delete_fraction: float = Field(default=0.5, ge=0, le=1, description="Stop before deleting more than this share of the destination.")
     quarantine_prefix: str | None = Field(
@@ -84,6 +94,11 @@ class ReplicationParams(BaseModel):
             raise ValueError(f"prefix {value!r}: '..' is not allowed")
         return value.strip("/")
 
+    @field_validator("exclude_prefixes")
+    @classmethod
+    def _clean_excludes(cls, value: list[str]) -> list[str]:
+        return clean_exclude_prefixes(value)
+
     @field_validator("quarantine_prefix")
     @classmethod
     def _clean_quarantine(cls, value: str | None) -> str | None:
@@ -112,8 +127,23 @@ class ReplicationIncomplete(LLMResilienceError):
         self.report = report
 
 
+def clean_exclude_prefixes(value: list[str]) -> list[str]:
+    """Each as ``dir/`` relative to the replicated prefix; an empty one would exclude everything."""
+    out = []
+    for i, raw in enumerate(value):
+        cleaned = raw.strip().strip("/")
+        if not cleaned:
+            raise ValueError(f"exclude_prefixes[{i}]: an empty prefix would exclude every object")
+        if ".." in cleaned.split("/"):
+            raise ValueError(f"exclude_prefixes[{i}]: {raw!r}: '..' is not allowed")
+        out.append(cleaned + "/")
+    return out
+
+
 def _exclusions(params: ReplicationParams, location: S3Location) -> tuple[str, ...]:
-    return (params.quarantine_prefix + "/",) if params.quarantine_prefix else ()
+    """Full-key prefixes the listings skip: the quarantine (at the bucket root) and the user's exclusions."""
+    quarantine = (params.quarantine_prefix + "/",) if params.quarantine_prefix else ()
+    return quarantine + tuple(location.full_key(p) for p in params.exclude_prefixes)
 
 
 def plan_destination(params: ReplicationParams, source: S3Location, destination: S3Location) -> tuple[Plan, Listing, Listing]:
@@ -247,7 +277,14 @@ class StatusParams(BaseModel):
     destinations: list[str] = Field(default=["region-b"], description="StorageTarget blocks replicated to.")
     prefix: str = Field(default="", description="Only objects below this prefix.")
     quarantine_prefix: str | None = Field(default=".llmr-quarantine", description="Excluded from the comparison.")
+    exclude_prefixes: list[str] = Field(default_factory=lambda: list(DESTINATION_ONLY_PREFIXES),
+                                        description="As replicate's: excluded from the comparison.")
     concurrency: int = Field(default=16, ge=1, le=256)
+
+    @field_validator("exclude_prefixes")
+    @classmethod
+    def _clean_excludes(cls, value: list[str]) -> list[str]:
+        return clean_exclude_prefixes(value)
 
 
 class StatusReport(BaseModel):
@@ -266,7 +303,8 @@ def replication_status(params: StatusParams | None = None) -> list[StatusReport]
     params = params or StatusParams()
     source, destinations = resolve_targets(params.source, params.destinations, params.prefix)
     as_repl = ReplicationParams(source=params.source, destinations=params.destinations, prefix=params.prefix,
-                                quarantine_prefix=params.quarantine_prefix, concurrency=params.concurrency, delete=True)
+                                quarantine_prefix=params.quarantine_prefix, exclude_prefixes=params.exclude_prefixes,
+                                concurrency=params.concurrency, delete=True)
     now = time.time()
     out = []
     for destination in destinations:

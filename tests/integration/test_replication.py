@@ -189,6 +189,26 @@ def test_the_max_delete_guard_stops_a_run_that_would_delete_sixty_percent(platfo
     assert sorted(o["Key"].rsplit(pair.prefix + "/", 1)[1] for o in quarantined.get("Contents", [])) == doomed
 
 
+def test_excluded_prefixes_are_neither_copied_nor_deleted(platform: PlatformSettings, tmp_path: Path) -> None:
+    """As region-b's own backup repository in the scheduled run: deletes replicate everywhere else."""
+    pair = make_pair(platform, "exclude")
+    objects = seeded_objects(4, seed=8, sizes=(10, 100))
+    put_all(pair.a, platform.region_a.bucket, pair.prefix, objects)
+    put_all(pair.a, platform.region_a.bucket, pair.prefix, {"scratch/only-in-a.bin": b"not replicated"})
+    only_b = {"backups/llm-resilience/config.json": b"{}", "backups/llm-resilience/packs/ab": b"pack", "stale.bin": b"gone"}
+    put_all(pair.b, platform.region_b.bucket, pair.prefix, only_b)
+    report = replicate(params(pair, tmp_path, exclude_prefixes=["backups", "/scratch/"], max_delete_fraction=1))
+    d = report.destinations[0]
+    assert (d.copied_objects, d.deleted_objects) == (4, 1)
+    dst = list_keys(pair.b, platform.region_b.bucket, pair.prefix)
+    assert set(dst) == set(objects) | {"backups/llm-resilience/config.json", "backups/llm-resilience/packs/ab"}
+    [status] = replication_status(StatusParams(source=pair.source, destinations=[pair.destination], prefix="",
+                                               exclude_prefixes=["backups", "scratch"]))
+    assert (status.pending_objects, status.pending_deletes) == (0, 0)
+    with pytest.raises(ValueError, match=r"exclude_prefixes\[0\]"):
+        params(pair, tmp_path, exclude_prefixes=["a/../.."])
+
+
 def test_bad_input_is_refused_before_anything_is_copied(platform: PlatformSettings, tmp_path: Path) -> None:
     pair = make_pair(platform, "badinput")
     put_all(pair.a, platform.region_a.bucket, pair.prefix, seeded_objects(3, seed=6))

@@ -69,7 +69,17 @@ def test_restore_writes_only_into_the_scratch_block() -> None:
 
 
 def test_replicate_never_deletes_what_only_region_b_holds() -> None:
-    assert RUNS[ORDER.index("replicate/replicate")].parameters["params"]["delete"] is False
+    """The demo's replicate (and the scheduled one) use the defaults: deletes on, region-b's own
+    backup repository and drill evidence excluded from both listings."""
+    from flows.replication import ReplicationParams
+    from tasks.s3_location import S3Location
+
+    from flows.replication import _exclusions
+
+    params = ReplicationParams(**RUNS[ORDER.index("replicate/replicate")].parameters.get("params", {}))
+    assert params.delete and params.exclude_prefixes == ["backups/", "drills/"]
+    b = S3Location("region-b", "llm-resilience-region-b", "")
+    assert _exclusions(params, b) == (".llmr-quarantine/", "backups/", "drills/")
 
 
 def test_verify_checkpoint_points_at_the_seeded_checkpoint() -> None:
