@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo          install, start the local platform, deploy every flow, seed demo data, run every"
-	@echo "                   deployment once (drills, failover and failback too; ~9 min here), print a summary"
+	@echo "                   deployment once (drills, failover and failback too; ~6 min here), print a summary"
 	@echo "make test          install and run the whole suite (unit, integration, browser end-to-end)"
 	@echo "make stack-up      start the local two-region platform (idempotent)"
 	@echo "make stack-status  component, URL, PID, healthy"
