@@ -3,6 +3,10 @@
 Small objects: one GET, MD5 + SHA-256 of the bytes read (the MD5 must equal a plain source ETag),
 one PUT with Content-MD5 and the hashes in user metadata; the ETag the destination computed over
 the bytes it stored must equal our MD5, otherwise the object is read back and its SHA-256 compared.
+Medium objects (up to the multipart threshold): one GET streamed into one PUT through
+``VerifyingReader``, which checks the source's own checksums before the last block leaves; the
+destination's ETag must equal the MD5 of the bytes read. A source written in parts has no MD5 to
+send up front, so that MD5 is recorded as the object's ``llmr-md5`` tag after the check.
 Large objects: the source is streamed part by part (never whole in memory); each part's MD5 is
 checked against the ETag the destination computed for it, the completed object's ETag against
 the MD5-of-MD5s we computed, and the full-object MD5 against a plain source ETag before
@@ -43,24 +47,28 @@ from tasks.part_streaming import (
 )
 from tasks.replication_plan import (
     META_MD5,
+    META_MD5_IN_TAG,
     META_PARTS,
     META_RCLONE_MD5,
     META_SHA256,
     META_SOURCE_ETAG,
+    TAG_MD5,
     ObjectInfo,
 )
 from tasks.retry_policy import backoff_delays
 from tasks.s3_location import S3Location
+from tasks.streamed_body import ExactReader, VerificationFailed, VerifyingReader, check_source_bytes, plain_md5_etag
+
+__all__ = ["CopySettings", "ExactReader", "ObjectCopier", "VerificationFailed", "copy_objects", "socket_stream"]
 
 MIB = 1024 * 1024
 
 
-class VerificationFailed(Exception):
-    """The bytes at the destination (or read from the source) do not match the checksums."""
-
-
 class SourceVanished(Exception):
     """The source object was deleted after the listing; nothing to copy."""
+
+
+TAGGING_UNSUPPORTED = {"NotImplemented", "MethodNotAllowed", "AccessDenied", "InvalidRequest"}
 
 
 @dataclass
@@ -131,6 +139,7 @@ class ObjectCopier:
             max_workers=max(1, settings.large_concurrency * settings.part_concurrency), thread_name_prefix="part"
         )
         self._record_lock = threading.Lock()
+        self.tagging = True  # False once the destination refuses object tagging
 
     def close(self) -> None:
         self.part_pool.shutdown(wait=True)
@@ -149,7 +158,7 @@ class ObjectCopier:
             raise VerificationFailed(f"short read from source: {len(body)} of {got.get('ContentLength')} bytes")
         md5 = hashlib.md5(body)
         sha = hashlib.sha256(body).hexdigest()
-        self._check_source(md5.hexdigest(), src_etag, got.get("Metadata") or {}, sha)
+        check_source_bytes(md5.hexdigest(), src_etag, (got.get("Metadata") or {}).get(META_SHA256), sha)
         metadata = {META_SOURCE_ETAG: src_etag, META_SHA256: sha, META_MD5: md5.hexdigest()}
         key = self.destination.full_key(obj.key)
         extra: dict[str, Any] = {}
@@ -162,13 +171,6 @@ class ObjectCopier:
         if not etag_ok or self.settings.verify_readback:
             self._verify_by_readback(key, sha, len(body))
         return self._done(obj, got)
-
-    def _check_source(self, md5_hex: str | None, src_etag: str, src_meta: dict[str, str], sha_hex: str | None) -> None:
-        if md5_hex is not None and "-" not in src_etag and len(src_etag) == 32 and md5_hex != src_etag:
-            raise VerificationFailed(f"bytes read from the source do not match its ETag {src_etag}")
-        recorded = src_meta.get(META_SHA256)
-        if recorded and sha_hex and recorded != sha_hex:
-            raise VerificationFailed("bytes read from the source do not match their recorded llmr-sha256")
 
     def _verify_by_readback(self, key: str, expected_sha: str, size: int) -> None:
         """Hash what the destination returns; on mismatch remove it (it must not stay visible)."""
@@ -202,35 +204,64 @@ class ObjectCopier:
             raise
 
     def copy_streamed(self, obj: ObjectInfo) -> CopyOutcome:
-        """GET streamed straight into a single PUT (never whole in memory) with Content-MD5, so the
-        store refuses bytes that are not the source's and the object appears only when whole. The
-        MD5 is the source's plain ETag, or, for a source written in parts, computed first by one
-        hashing pass whose part MD5s must rebuild the source ETag. The destination's ETag (its own
-        MD5 of what it stored) must then equal it."""
+        """One GET streamed straight into one PUT (never whole in memory), every byte hashed on the
+        way. A source with a plain ETag gives its MD5 up front: it goes as Content-MD5 (the store
+        refuses other bytes) and as ``llmr-md5``. A source written in parts is checked as it is
+        read (its part MD5s must rebuild its ETag before the last block is sent, or the PUT never
+        completes); its MD5 is known only after the PUT, so it is recorded as the object's
+        ``llmr-md5`` tag. Either way the destination's ETag (its own MD5 of what it stored) must
+        equal the MD5 of the bytes read, or the object is removed."""
         skey, dkey = self.source.full_key(obj.key), self.destination.full_key(obj.key)
         head = self._head_source(obj.key, skey)
         src_etag = _etag(head.get("ETag"))
         size = int(head["ContentLength"])
         recorded_sha = (head.get("Metadata") or {}).get(META_SHA256)
-        md5_hex = src_etag if ("-" not in src_etag and len(src_etag) == 32 and not recorded_sha) else None
-        if md5_hex is None:
-            md5_hex = self._hash_source(skey, head, size, src_etag, recorded_sha)
-        metadata = {META_SOURCE_ETAG: src_etag, META_MD5: md5_hex}
+        known_md5 = src_etag if plain_md5_etag(src_etag) else None
+        if known_md5 is None and not self.tagging:
+            known_md5 = self._hash_source(skey, head, size, src_etag, recorded_sha)  # a second read, as the tag cannot hold the MD5
+        metadata = {META_SOURCE_ETAG: src_etag}
+        metadata.update({META_MD5: known_md5} if known_md5 else {META_MD5_IN_TAG: "1"})
         if recorded_sha:
             metadata[META_SHA256] = recorded_sha
-        extra = {"ContentType": head["ContentType"]} if head.get("ContentType") else {}
+        extra: dict[str, Any] = {"ContentType": head["ContentType"]} if head.get("ContentType") else {}
+        if known_md5:
+            extra["ContentMD5"] = _b64(bytes.fromhex(known_md5))
+        layout = self._source_layout(skey, head, size, src_etag) if etag_part_count(src_etag) else PartLayout(size, max(size, 1), 1)
         got = self.src.get_object(Bucket=self.source.bucket, Key=skey, IfMatch=head["ETag"])
         with closing(got["Body"]) as body:
-            put = self.dst.put_object(
-                Bucket=self.destination.bucket, Key=dkey, Body=ExactReader(socket_stream(body), size), ContentLength=size,
-                ContentMD5=_b64(bytes.fromhex(md5_hex)), Metadata=metadata, **extra,
-            )
+            reader = VerifyingReader(socket_stream(body), layout, source_etag=src_etag, recorded_sha256=recorded_sha)
+            try:
+                put = self.dst.put_object(
+                    Bucket=self.destination.bucket, Key=dkey, Body=reader, ContentLength=size, Metadata=metadata, **extra,
+                )
+            except (BotoCoreError, ClientError, OSError) as exc:
+                if reader.error is not None:  # botocore reports a body that raised as one it could not rewind
+                    raise reader.error from exc
+                raise
+        md5_hex = reader.md5_hex
         if _etag(put.get("ETag")) != md5_hex:
             self.dst.delete_object(Bucket=self.destination.bucket, Key=dkey)
-            raise VerificationFailed(f"destination ETag {put.get('ETag')} is not the source MD5 {md5_hex}; removed")
+            raise VerificationFailed(f"destination ETag {put.get('ETag')} is not the MD5 {md5_hex} of the source bytes; removed")
+        if known_md5 is None and not self._tag_md5(dkey, md5_hex):
+            return self.copy_streamed(obj)  # tagging refused: written again, its MD5 in the metadata
         if self.settings.verify_readback:
             self._verify_parts_by_readback(dkey, PartLayout(size, max(size, 1), 1), md5_hex + "-1", plain=True)
         return self._done(obj, got)
+
+    def _tag_md5(self, dkey: str, md5_hex: str) -> bool:
+        """Record the verified MD5 as the object's ``llmr-md5`` tag (tagging writes no bytes and no
+        new version). A store without tagging gets the object again through the two-read path,
+        whose MD5 goes into the metadata, and so do the batch's later objects."""
+        try:
+            self.dst.put_object_tagging(
+                Bucket=self.destination.bucket, Key=dkey, Tagging={"TagSet": [{"Key": TAG_MD5, "Value": md5_hex}]}
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in TAGGING_UNSUPPORTED:
+                raise
+            self.tagging = False
+            return False
+        return True
 
     def _hash_source(self, skey: str, head: dict[str, Any], size: int, src_etag: str, recorded_sha: str | None) -> str:
         """One read of the source: its MD5 (for Content-MD5), checked against what the source
@@ -263,7 +294,7 @@ class ObjectCopier:
         composite = composite_etag(part_md5s)
         if etag_part_count(src_etag) and layout.matches_source and composite != src_etag:
             raise VerificationFailed(f"bytes read from the source do not match its multipart ETag {src_etag} (got {composite})")
-        self._check_source(full_md5.hexdigest(), src_etag, head.get("Metadata") or {}, full_sha.hexdigest() if full_sha else None)
+        check_source_bytes(full_md5.hexdigest(), src_etag, recorded_sha, full_sha.hexdigest() if full_sha else None)
         return full_md5.hexdigest()
 
     # -- large objects ---------------------------------------------------------------------
@@ -273,8 +304,11 @@ class ObjectCopier:
         s = self.settings
         first: int | None = None
         if etag_part_count(src_etag):
-            try:  # S3 (and MinIO) answer a HEAD for part 1 with that part's length
-                one = self.src.head_object(Bucket=self.source.bucket, Key=skey, PartNumber=1, IfMatch=head["ETag"])
+            # S3 (and MinIO, moto) answer a HEAD for part 1 with that part's length. No If-Match: moto
+            # compares it with the part's own ETag, and a layout from a replaced source can only make
+            # the composite check fail, never pass.
+            try:
+                one = self.src.head_object(Bucket=self.source.bucket, Key=skey, PartNumber=1)
                 if int(one.get("PartsCount") or 0) > 0 and int(one["ContentLength"]) < size:
                     first = int(one["ContentLength"])
             except ClientError as exc:
@@ -373,7 +407,7 @@ class ObjectCopier:
             raise errors[0]
         if read != size:
             raise VerificationFailed(f"read {read} of {size} source bytes")
-        self._check_source(full_md5.hexdigest() if full_md5 else None, src_etag, head.get("Metadata") or {},
+        check_source_bytes(full_md5.hexdigest() if full_md5 else None, src_etag, recorded_sha,
                            full_sha.hexdigest() if full_sha else None)
         digests = [d for d in part_md5s if d is not None]
         expected = composite_etag(digests)
@@ -477,39 +511,6 @@ def socket_stream(body: Any) -> Any:
     if fp is not None and hasattr(fp, "readinto") and not headers.get("Content-Encoding"):
         return fp
     return body
-
-
-class ExactReader:
-    """A read-only stream of exactly ``size`` bytes for a streamed PUT body: a source that ends
-    early is an error (never a shorter object), and it cannot rewind (botocore then fails the
-    request and the whole object is retried)."""
-
-    def __init__(self, stream: Any, size: int) -> None:
-        self._stream = stream
-        self.size = size
-        self.sent = 0
-
-    def read(self, n: int = -1) -> bytes:
-        left = self.size - self.sent
-        want = left if n is None or n < 0 else min(n, left)
-        if want <= 0:
-            return b""
-        chunk = self._stream.read(want)
-        if not chunk:
-            raise VerificationFailed(f"source stream ended after {self.sent} of {self.size} bytes")
-        self.sent += len(chunk)
-        return chunk
-
-    def tell(self) -> int:
-        return self.sent
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        if (offset, whence) in ((self.sent, 0), (0, 1)):
-            return self.sent
-        raise OSError("a streamed source cannot rewind")
-
-    def __len__(self) -> int:
-        return self.size
 
 
 def copy_objects(

@@ -18,6 +18,11 @@ META_SHA256 = "llmr-sha256"
 META_MD5 = "llmr-md5"
 META_PARTS = "llmr-parts"  # "<count>:<part size>" for objects written in parts
 META_RCLONE_MD5 = "md5chksum"  # base64 MD5, the key rclone reads for multipart objects
+# A single PUT streamed from a source written in parts learns its MD5 only as the last byte goes
+# out, after the metadata was sent: that MD5 is then the object's tag TAG_MD5, and the metadata
+# says so. Listings merge the tag into the metadata as META_MD5.
+META_MD5_IN_TAG = "llmr-md5-in-tag"
+TAG_MD5 = "llmr-md5"
 
 
 @dataclass(frozen=True)

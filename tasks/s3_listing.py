@@ -19,7 +19,7 @@ from urllib.parse import unquote_plus
 import urllib3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tasks.replication_plan import Listing, ObjectInfo
+from tasks.replication_plan import META_MD5, META_MD5_IN_TAG, TAG_MD5, Listing, ObjectInfo
 from tasks.retry_policy import backoff_delays
 from tasks.s3_location import S3Location
 
@@ -118,12 +118,17 @@ def list_location(
 
 
 def read_metadata(location: S3Location, keys: list[str], *, concurrency: int = 16, client: Any = None) -> dict[str, dict[str, str]]:
-    """User metadata of each key (HEAD); keys that fail to answer are left out (and so get copied)."""
+    """User metadata of each key (HEAD), with the ``llmr-md5`` tag merged in where the metadata
+    says the MD5 lives there; keys that fail to answer are left out (and so get copied)."""
     client = client or location.client(max_pool_connections=concurrency + 2)
 
     def head(key: str) -> tuple[str, dict[str, str] | None]:
         try:
-            return key, client.head_object(Bucket=location.bucket, Key=location.full_key(key)).get("Metadata") or {}
+            metadata = client.head_object(Bucket=location.bucket, Key=location.full_key(key)).get("Metadata") or {}
+            if metadata.get(META_MD5_IN_TAG) and META_MD5 not in metadata:
+                tags = client.get_object_tagging(Bucket=location.bucket, Key=location.full_key(key)).get("TagSet") or []
+                metadata = {**metadata, **{META_MD5: t["Value"] for t in tags if t.get("Key") == TAG_MD5}}
+            return key, metadata
         except (ClientError, BotoCoreError):
             return key, None
 

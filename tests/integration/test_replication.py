@@ -76,8 +76,8 @@ def test_thousands_of_mixed_objects_replicate_identically_and_a_rerun_copies_not
 
 
 def test_medium_objects_stream_through_one_verified_put_and_a_rerun_copies_nothing(platform: PlatformSettings, tmp_path: Path) -> None:
-    """Below the multipart threshold: plain-ETag sources and a source written in parts (its MD5
-    computed by a first pass, its part MD5s rebuilding the source ETag) land as single objects."""
+    """Below the multipart threshold: plain-ETag sources and a source written in parts (read once,
+    its part MD5s rebuilding the source ETag on the way) land as single objects."""
     pair = make_pair(platform, "medium")
     objects = seeded_objects(3, seed=5, sizes=(5 * MIB, 6 * MIB))
     put_all(pair.a, platform.region_a.bucket, pair.prefix, objects)
@@ -96,7 +96,9 @@ def test_medium_objects_stream_through_one_verified_put_and_a_rerun_copies_nothi
     assert d.copied_objects == len(objects) and d.failed == []
     head = pair.b.head_object(Bucket=platform.region_b.bucket, Key=key)
     assert head["ETag"].strip('"') == md5(parted)  # one PUT: the destination's own MD5 of the bytes
-    assert head["Metadata"]["llmr-md5"] == md5(parted) and head["Metadata"]["llmr-source-etag"].endswith("-3")
+    assert head["Metadata"]["llmr-source-etag"].endswith("-3") and head["Metadata"]["llmr-md5-in-tag"] == "1"
+    tags = pair.b.get_object_tagging(Bucket=platform.region_b.bucket, Key=key)["TagSet"]
+    assert tags == [{"Key": "llmr-md5", "Value": md5(parted)}]  # known only after the PUT, so a tag
     assert_identical(pair, objects)
     again = replicate(params(pair, tmp_path, multipart_threshold_mib=64))
     assert (again.destinations[0].copied_objects, again.destinations[0].skipped_objects) == (0, len(objects))

@@ -1,0 +1,115 @@
+"""One read of the source, hashed on the way to a single PUT: what VerifyingReader sends and refuses."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+
+import pytest
+
+from tasks.part_streaming import PartLayout, composite_etag
+from tasks.replication_plan import META_MD5, META_MD5_IN_TAG, META_SOURCE_ETAG, TAG_MD5
+from tasks.s3_listing import read_metadata
+from tasks.s3_location import S3Location
+from tasks.streamed_body import VerificationFailed, VerifyingReader
+
+KIB = 1024
+DATA = random.Random(7).randbytes(50 * KIB + 123)
+PART = 16 * KIB
+
+
+def parted_etag(data: bytes, part: int) -> str:
+    return composite_etag([hashlib.md5(data[i:i + part]).digest() for i in range(0, len(data), part)])
+
+
+def layout(data: bytes = DATA, part: int = PART) -> PartLayout:
+    return PartLayout(len(data), part, -(-len(data) // part), matches_source=True)
+
+
+def drain(reader: VerifyingReader, n: int = 3000) -> tuple[bytes, Exception | None]:
+    """Read like http.client does (fixed-size reads) until the end or an error."""
+    out = bytearray()
+    try:
+        while chunk := reader.read(n):
+            out += chunk
+    except VerificationFailed as exc:
+        return bytes(out), exc
+    return bytes(out), None
+
+
+def test_sends_exactly_the_source_bytes_and_knows_their_md5_after_one_read() -> None:
+    stream = io.BytesIO(DATA + b"bytes past the listed size")
+    reader = VerifyingReader(stream, layout(), source_etag=parted_etag(DATA, PART), block=10 * KIB)
+    with pytest.raises(VerificationFailed, match="not read to its end"):
+        _ = reader.md5_hex
+    sent, error = drain(reader)
+    assert error is None and sent == DATA and len(reader) == len(DATA)
+    assert reader.md5_hex == hashlib.md5(DATA).hexdigest()
+    assert stream.tell() == len(DATA)  # read once, never past the object
+
+
+def test_a_source_that_does_not_rebuild_its_multipart_etag_never_sends_its_last_block() -> None:
+    wrong = bytearray(DATA)
+    wrong[-1] ^= 0x01
+    reader = VerifyingReader(io.BytesIO(bytes(wrong)), layout(), source_etag=parted_etag(DATA, PART), block=10 * KIB)
+    sent, error = drain(reader)
+    assert isinstance(error, VerificationFailed) and "multipart ETag" in str(error)
+    assert reader.error is error  # kept for the copier: botocore reports it as an unrewindable body
+    assert len(sent) < len(DATA) and sent == bytes(wrong[:len(sent)])  # the PUT ends short: the store never completes it
+    with pytest.raises(VerificationFailed):
+        _ = reader.md5_hex
+
+
+def test_plain_etag_and_recorded_sha256_are_checked_before_the_last_block() -> None:
+    md5 = hashlib.md5(DATA).hexdigest()
+    whole = PartLayout(len(DATA), len(DATA), 1)
+    sent, error = drain(VerifyingReader(io.BytesIO(DATA), whole, source_etag=md5))
+    assert error is None and sent == DATA
+    sent, error = drain(VerifyingReader(io.BytesIO(DATA), whole, source_etag="0" * 32))
+    assert error is not None and "do not match its ETag" in str(error) and len(sent) < len(DATA)
+    sent, error = drain(VerifyingReader(io.BytesIO(DATA), whole, source_etag=md5, recorded_sha256="f" * 64))
+    assert error is not None and "llmr-sha256" in str(error) and len(sent) < len(DATA)
+    good_sha = hashlib.sha256(DATA).hexdigest()
+    assert drain(VerifyingReader(io.BytesIO(DATA), whole, source_etag=md5, recorded_sha256=good_sha))[1] is None
+
+
+def test_a_source_that_ends_early_is_an_error_not_a_shorter_object() -> None:
+    reader = VerifyingReader(io.BytesIO(DATA[:20 * KIB]), layout(), source_etag=parted_etag(DATA, PART), block=8 * KIB)
+    sent, error = drain(reader)
+    assert error is not None and f"ended after {20 * KIB} of {len(DATA)}" in str(error)
+    assert len(sent) <= 20 * KIB
+
+
+def test_a_layout_not_known_to_be_the_sources_is_not_held_to_its_etag() -> None:
+    """When the source's part size cannot be known, its multipart ETag cannot be rebuilt: the
+    destination check (its ETag = our MD5) still binds what was sent."""
+    guessed = PartLayout(len(DATA), PART, -(-len(DATA) // PART), matches_source=False)
+    sent, error = drain(VerifyingReader(io.BytesIO(DATA), guessed, source_etag="0" * 32 + "-4"))
+    assert error is None and sent == DATA
+
+
+class FakeClient:
+    def __init__(self, objects: dict[str, dict[str, str]], tags: dict[str, list[dict[str, str]]]) -> None:
+        self.objects, self.tags, self.tag_reads = objects, tags, []
+
+    def head_object(self, Bucket: str, Key: str) -> dict:  # noqa: N803
+        return {"Metadata": self.objects[Key]}
+
+    def get_object_tagging(self, Bucket: str, Key: str) -> dict:  # noqa: N803
+        self.tag_reads.append(Key)
+        return {"TagSet": self.tags.get(Key, [])}
+
+
+def test_read_metadata_merges_the_md5_tag_only_where_the_metadata_points_to_it() -> None:
+    loc = S3Location("b", "bucket", "p/", None)
+    client = FakeClient(
+        {"p/tagged": {META_SOURCE_ETAG: "x-3", META_MD5_IN_TAG: "1"}, "p/plain": {META_SOURCE_ETAG: "y", META_MD5: "y"},
+         "p/untagged": {META_SOURCE_ETAG: "z-2", META_MD5_IN_TAG: "1"}},
+        {"p/tagged": [{"Key": "team", "Value": "ml"}, {"Key": TAG_MD5, "Value": "abc"}]},
+    )
+    got = read_metadata(loc, ["tagged", "plain", "untagged"], concurrency=2, client=client)
+    assert got["tagged"][META_MD5] == "abc"
+    assert got["plain"] == {META_SOURCE_ETAG: "y", META_MD5: "y"}
+    assert META_MD5 not in got["untagged"]  # no tag: no MD5, so the planner copies it again
+    assert sorted(client.tag_reads) == ["p/tagged", "p/untagged"]
