@@ -100,8 +100,10 @@ class S3Location:
                 max_pool_connections=max_pool_connections,
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
-                # Bodies carry Content-MD5 (or a required checksum), which is signed: SigV4's extra
-                # SHA-256 over every uploaded byte (botocore does it on plain http) adds nothing.
+                # Bodies carry Content-MD5 (signed) when their MD5 is known up front; a body streamed
+                # from a source written in parts cannot, and its destination ETag is checked against
+                # our MD5 after the PUT. SigV4's payload SHA-256 (botocore does it on plain http)
+                # would be a second pass over every byte, and impossible on a one-way stream.
                 s3={"addressing_style": "path", "payload_signing_enabled": False},
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
