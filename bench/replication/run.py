@@ -1,14 +1,19 @@
 """Benchmark: this project's `replicate` vs `rclone sync --checksum`, side by side, one run.
 
-    .venv/bin/python -m bench.replication.run            # all three scenarios (~20 minutes on 2 cores)
-    .venv/bin/python -m bench.replication.run large      # only some: small,large,nochange
+    .venv/bin/python -m bench.replication.run                 # all three scenarios (~20 minutes on 2 cores)
+    .venv/bin/python -m bench.replication.run large           # only some: small,large,nochange
+    .venv/bin/python -m bench.replication.run large --rounds 5
 
 Two local moto S3 endpoints (started here on free ports, stopped by PID at the end); same
 concurrency for both (16 transfers). Scenarios: (a) 5,000 objects of 4-64 KiB, (b) 8 objects of
 128 MiB, (c) a no-change re-run over 20,000 objects. The project verifies every object end to end
 (MD5 of the source bytes against the ETag the destination computed; parts likewise); rclone
-compares MD5/ETag. Prints objects/s and MiB/s, rclone_time / project_time and peak memory (RSS of
-each process); last line: RESULT replication small=<r> large=<r> nochange=<r>.
+compares MD5/ETag. Each scenario starts with one untimed run of each tool (it syncs (c), and warms
+the destination moto up for (a) and (b): the first GiB it stores costs it page faults that would
+fall on whichever tool went first), then runs ``--rounds`` times (default 3), the two tools taking
+turns to go first, with both destinations emptied between rounds; the medians are compared. Prints every round, then objects/s and MiB/s
+of the median run, rclone_time / project_time of the medians and peak memory (RSS of each
+process, the highest round); last line: RESULT replication small=<r> large=<r> nochange=<r>.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 import random
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -157,8 +163,36 @@ def run_project(src: str, dst: str, prefix: str, env: dict[str, str], resume_dir
     return result
 
 
+def clear_prefix(c, prefix: str) -> None:  # noqa: ANN001
+    """Delete every destination object below ``prefix`` (untimed, between rounds)."""
+    for page in c.get_paginator("list_objects_v2").paginate(Bucket=DST_BUCKET, Prefix=prefix + "/"):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            c.delete_objects(Bucket=DST_BUCKET, Delete={"Objects": keys, "Quiet": True})
+
+
+def parse_args(argv: list[str]) -> tuple[set[str], int]:
+    names = {"small", "large", "nochange"}
+    only, rounds = set(names), 3
+    args = list(argv)
+    if "--rounds" in args:
+        i = args.index("--rounds")
+        try:
+            rounds = int(args[i + 1])
+        except (IndexError, ValueError):
+            raise SystemExit("--rounds: give a whole number of rounds, e.g. --rounds 3") from None
+        if rounds < 1:
+            raise SystemExit(f"--rounds: {rounds}: at least one round")
+        del args[i:i + 2]
+    if args:
+        only = set(args[0].split(","))
+        if not only <= names:
+            raise SystemExit(f"scenarios: {', '.join(sorted(only - names))} unknown; choose from small,large,nochange")
+    return only, rounds
+
+
 def main() -> int:
-    only = set(sys.argv[1].split(",")) if len(sys.argv) > 1 else {"small", "large", "nochange"}
+    only, rounds = parse_args(sys.argv[1:])
     if not shutil.which("rclone"):
         subprocess.run(["bash", str(ROOT / "deployments/system_packages.sh"), "rclone"], check=True)
     work = Path(tempfile.mkdtemp(prefix="llmr-bench-repl-"))
@@ -186,19 +220,43 @@ def main() -> int:
             print("seeding (c) 20,000 objects ...", flush=True)
             nochange_bytes = seed(a, "nochange", 20000, 1024, 8 * 1024, 3)
 
-        def scenario(name: str, prefix: str, count: int, nbytes: int, prime: bool = False) -> float:
-            if prime:  # (c): bring both destinations in sync first, untimed
-                run_project(src, dst, prefix, env, str(work / "resume"))
-                run_rclone(src, dst, prefix)
-            p = run_project(src, dst, prefix, env, str(work / "resume"))
-            r_time, r_peak = run_rclone(src, dst, prefix)
-            ratio = r_time / p["seconds"]
-            for who, secs, peak in (("project", p["seconds"], p["peak_rss"]), ("rclone", r_time, r_peak)):
+        def scenario(name: str, prefix: str, count: int, nbytes: int, unchanged: bool = False) -> float:
+            # Untimed first: one run of each tool. For (c) that brings both destinations in sync; for
+            # (a) and (b) it warms the destination moto up (its first GiB written costs it page
+            # faults that would fall on whichever tool went first), and is then deleted.
+            run_project(src, dst, prefix, env, str(work / "resume"))
+            run_rclone(src, dst, prefix)
+            if not unchanged:
+                clear_prefix(b, f"project/{prefix}")
+                clear_prefix(b, f"rclone/{prefix}")
+            p_runs, r_runs, baselines = [], [], []
+            for n in range(rounds):
+                order = ("project", "rclone") if n % 2 == 0 else ("rclone", "project")
+                for who in order:
+                    if who == "project":
+                        p = run_project(src, dst, prefix, env, str(work / "resume"))
+                        expected = 0 if unchanged else count
+                        if p["copied"] != expected:
+                            raise SystemExit(f"{name} round {n + 1}: project copied {p['copied']}, expected {expected}")
+                        p_runs.append((p["seconds"], p["peak_rss"]))
+                        baselines.append(p["baseline_rss"])
+                    else:
+                        r_runs.append(run_rclone(src, dst, prefix))
+                print(f"{name:9s} round {n + 1} ({order[0]} first): project {p_runs[-1][0]:6.2f} s, "
+                      f"rclone {r_runs[-1][0]:6.2f} s, ratio {r_runs[-1][0] / p_runs[-1][0]:.2f}", flush=True)
+                if not unchanged and n < rounds - 1:  # the next round copies everything again
+                    clear_prefix(b, f"project/{prefix}")
+                    clear_prefix(b, f"rclone/{prefix}")
+            p_secs = statistics.median(t for t, _ in p_runs)
+            r_secs = statistics.median(t for t, _ in r_runs)
+            ratio = r_secs / p_secs
+            for who, secs, peak in (("project", p_secs, max(m for _, m in p_runs)), ("rclone", r_secs, max(m for _, m in r_runs))):
                 rows.append((name, who, count / secs, nbytes / MIB / secs, secs, peak / MIB))
                 print(f"{name:9s} {who:8s} {count / secs:10.1f} obj/s {nbytes / MIB / secs:9.1f} MiB/s "
-                      f"{secs:8.2f} s  peak RSS {peak / MIB:7.1f} MiB", flush=True)
-            print(f"{name:9s} project copied {p['copied']} skipped {p['skipped']}; rclone_time/project_time = {ratio:.2f}; "
-                  f"project RSS before the run {p['baseline_rss'] / MIB:.1f} MiB", flush=True)
+                      f"{secs:8.2f} s (median of {rounds})  peak RSS {peak / MIB:7.1f} MiB", flush=True)
+            print(f"{name:9s} rclone_time/project_time = {ratio:.2f} (medians; rounds "
+                  f"{', '.join(f'{r / q:.2f}' for (q, _), (r, _) in zip(p_runs, r_runs))}); "
+                  f"project RSS before its runs {max(baselines) / MIB:.1f} MiB", flush=True)
             return ratio
 
         ratios = {name: float("nan") for name in ("small", "large", "nochange")}
@@ -207,7 +265,7 @@ def main() -> int:
         if "large" in only:
             ratios["large"] = scenario("large", "large", 8, large_bytes)
         if "nochange" in only:
-            ratios["nochange"] = scenario("nochange", "nochange", 20000, nochange_bytes, prime=True)
+            ratios["nochange"] = scenario("nochange", "nochange", 20000, nochange_bytes, unchanged=True)
         print(f"RESULT replication small={ratios['small']:.2f} large={ratios['large']:.2f} nochange={ratios['nochange']:.2f}")
         return 0
     finally:
