@@ -196,6 +196,7 @@ def main() -> int:
     if not shutil.which("rclone"):
         subprocess.run(["bash", str(ROOT / "deployments/system_packages.sh"), "rclone"], check=True)
     work = Path(tempfile.mkdtemp(prefix="llmr-bench-repl-"))
+    finished = False
     ports = free_port(), free_port()
     procs = [start_moto(p, work / f"moto-{p}.log") for p in ports]
     src, dst = (f"http://127.0.0.1:{p}" for p in ports)
@@ -267,6 +268,7 @@ def main() -> int:
         if "nochange" in only:
             ratios["nochange"] = scenario("nochange", "nochange", 20000, nochange_bytes, unchanged=True)
         print(f"RESULT replication small={ratios['small']:.2f} large={ratios['large']:.2f} nochange={ratios['nochange']:.2f}")
+        finished = True
         return 0
     finally:
         for p in procs:  # the Prefect server runs its API in a child process: stop those too, by PID
@@ -277,6 +279,10 @@ def main() -> int:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        if finished:
+            shutil.rmtree(work, ignore_errors=True)
+        else:  # its server logs say why
+            print(f"benchmark failed; its work directory (moto and Prefect server logs) is kept: {work}", file=sys.stderr)
 
 
 if __name__ == "__main__":
