@@ -216,9 +216,10 @@ class ObjectCopier:
         src_etag = _etag(head.get("ETag"))
         size = int(head["ContentLength"])
         recorded_sha = (head.get("Metadata") or {}).get(META_SHA256)
+        layout = self._source_layout(skey, head, size, src_etag) if etag_part_count(src_etag) else PartLayout(size, max(size, 1), 1)
         known_md5 = src_etag if plain_md5_etag(src_etag) else None
         if known_md5 is None and not self.tagging:
-            known_md5 = self._hash_source(skey, head, size, src_etag, recorded_sha)  # a second read, as the tag cannot hold the MD5
+            known_md5 = self._hash_source(skey, head, layout, src_etag, recorded_sha)  # a second read, as the tag cannot hold the MD5
         metadata = {META_SOURCE_ETAG: src_etag}
         metadata.update({META_MD5: known_md5} if known_md5 else {META_MD5_IN_TAG: "1"})
         if recorded_sha:
@@ -226,7 +227,6 @@ class ObjectCopier:
         extra: dict[str, Any] = {"ContentType": head["ContentType"]} if head.get("ContentType") else {}
         if known_md5:
             extra["ContentMD5"] = _b64(bytes.fromhex(known_md5))
-        layout = self._source_layout(skey, head, size, src_etag) if etag_part_count(src_etag) else PartLayout(size, max(size, 1), 1)
         got = self.src.get_object(Bucket=self.source.bucket, Key=skey, IfMatch=head["ETag"])
         with closing(got["Body"]) as body:
             reader = VerifyingReader(socket_stream(body), layout, source_etag=src_etag, recorded_sha256=recorded_sha)
@@ -263,39 +263,15 @@ class ObjectCopier:
             return False
         return True
 
-    def _hash_source(self, skey: str, head: dict[str, Any], size: int, src_etag: str, recorded_sha: str | None) -> str:
-        """One read of the source: its MD5 (for Content-MD5), checked against what the source
-        says about itself (multipart ETag rebuilt from part MD5s in its layout, recorded SHA-256)."""
-        layout = self._source_layout(skey, head, size, src_etag)
+    def _hash_source(self, skey: str, head: dict[str, Any], layout: PartLayout, src_etag: str, recorded_sha: str | None) -> str:
+        """One read of the source, to nowhere: its MD5 (for Content-MD5 and metadata), checked by
+        the same reader a streamed PUT uses. Only for destinations that refuse tagging."""
         got = self.src.get_object(Bucket=self.source.bucket, Key=skey, IfMatch=head["ETag"])
-        full_md5, full_sha = hashlib.md5(), hashlib.sha256() if recorded_sha else None
-        part_md5s: list[bytes] = []
-        buf = bytearray(MIB)
-        view = memoryview(buf)
-        read = 0
         with closing(got["Body"]) as body:
-            stream = socket_stream(body)
-            for number in range(1, layout.count + 1):
-                _, want = layout.bounds(number)
-                part = hashlib.md5()
-                while want:
-                    n = readinto_exact(stream, view[:min(want, MIB)])
-                    if not n:
-                        raise VerificationFailed(f"source stream ended after {read} of {size} bytes")
-                    chunk = view[:n]
-                    part.update(chunk)
-                    full_md5.update(chunk)
-                    if full_sha is not None:
-                        full_sha.update(chunk)
-                    want -= n
-                    read += n
-                part_md5s.append(part.digest())
-        view.release()
-        composite = composite_etag(part_md5s)
-        if etag_part_count(src_etag) and layout.matches_source and composite != src_etag:
-            raise VerificationFailed(f"bytes read from the source do not match its multipart ETag {src_etag} (got {composite})")
-        check_source_bytes(full_md5.hexdigest(), src_etag, recorded_sha, full_sha.hexdigest() if full_sha else None)
-        return full_md5.hexdigest()
+            reader = VerifyingReader(socket_stream(body), layout, source_etag=src_etag, recorded_sha256=recorded_sha)
+            while reader.read(MIB):
+                pass
+        return reader.md5_hex
 
     # -- large objects ---------------------------------------------------------------------
     def _source_layout(self, skey: str, head: dict[str, Any], size: int, src_etag: str) -> PartLayout:
