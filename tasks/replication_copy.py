@@ -307,7 +307,7 @@ class ObjectCopier:
         record = self._resumable(dkey, src_etag, size, layout.part_size)
         if record is None:
             metadata = {META_SOURCE_ETAG: src_etag, META_PARTS: f"{layout.count}:{layout.part_size}"}
-            if "-" not in src_etag and len(src_etag) == 32:
+            if plain_md5_etag(src_etag):
                 metadata[META_RCLONE_MD5] = _b64(bytes.fromhex(src_etag))
                 metadata[META_MD5] = src_etag
             if recorded_sha:

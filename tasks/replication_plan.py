@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from tasks.errors import NonRetryableError
 from tasks.batching import batches_by_size
+from tasks.streamed_body import plain_md5_etag
 
 # User metadata this project writes on every object it copies (S3 returns the keys lower-cased).
 META_SOURCE_ETAG = "llmr-source-etag"
@@ -37,7 +38,7 @@ class ObjectInfo:
     @property
     def plain_md5(self) -> bool:
         """A single-part ETag is the MD5 of the bytes, computed by the store."""
-        return "-" not in self.etag and len(self.etag) == 32
+        return plain_md5_etag(self.etag)
 
 
 @dataclass
