@@ -86,7 +86,10 @@ class VerifyOptions(BaseModel):
     )
 
 
-@flow(name="verify-checkpoint", log_prints=True)
+# persist_result: the report rides in the returned state. If the server answers the final state
+# late, the client retries and is handed the server's copy of the state, which carries a result
+# only when it was persisted; without it the report (and the exception) would be lost.
+@flow(name="verify-checkpoint", log_prints=True, persist_result=True)
 def verify_checkpoint(
     location: CheckpointLocation | None = None,
     options: VerifyOptions | None = None,

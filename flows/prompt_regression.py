@@ -115,7 +115,8 @@ def _finish(report: RegressionReport):  # noqa: ANN202 - a Prefect state carryin
                      data=report)
 
 
-@flow(name="prompt-regression", log_prints=True)
+# persist_result: the report rides in the returned state (see verify-checkpoint for why).
+@flow(name="prompt-regression", log_prints=True, persist_result=True)
 def prompt_regression(request: RegressionRequest | None = None) -> RegressionReport:
     request = request or RegressionRequest()
     run_id = _run_id()
@@ -158,7 +159,7 @@ class PromotionRequest(RegressionRequest):
     watch_production: bool = Field(default=False, description="Unused by promote_prompt.")
 
 
-@flow(name="promote-prompt", log_prints=True)
+@flow(name="promote-prompt", log_prints=True, persist_result=True)  # the report rides in the state
 def promote_prompt(request: PromotionRequest | None = None) -> RegressionReport:
     """Move `candidate` to `production` when the verdict is not `regressed` and thresholds hold."""
     request = request or PromotionRequest()

@@ -1,4 +1,4 @@
-"""Read events back from the test platform's Prefect server (events arrive asynchronously)."""
+"""Read events (which arrive asynchronously) and run states back from the test platform's Prefect server."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import time
 from datetime import datetime, timezone
 
 import httpx
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
 
 from deployments.settings import PlatformSettings
 
@@ -30,3 +32,12 @@ def wait_for_events(
         if found or time.monotonic() > deadline:
             return found
         time.sleep(0.5)
+
+
+def server_copy(state: State) -> State:
+    """The server's copy of a flow run's current state: what the client is handed when its final
+    state was already recorded, e.g. when a proposal answered after the client's timeout is retried."""
+    with get_client(sync_client=True) as client:
+        stored = client.read_flow_run(state.state_details.flow_run_id).state
+    assert stored is not None and stored.type == state.type, (stored, state)
+    return stored

@@ -23,7 +23,7 @@ from flows.checkpoint_verification import (
 )
 from tasks.checkpoint_findings import FindingKind as K
 from tests import checkpoint_corpus as corpus
-from tests.server_events import wait_for_events
+from tests.server_events import server_copy, wait_for_events
 
 pytestmark = pytest.mark.integration
 
@@ -141,6 +141,9 @@ def test_local_directory_with_file_url(platform: PlatformSettings, checkpoint_di
     }
     assert "subprocess.Popen" in next(f.detail for f in report.findings if f.kind is K.pickle_dangerous_global)
     assert report.manifest_action.startswith("not written")
+    # A final state the server answers late is proposed again, and the client is handed the
+    # server's copy of it: that copy must carry the report too.
+    assert report_of(server_copy(state)) == report
 
 
 def test_bad_locations_are_specific_findings(platform: PlatformSettings, tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from tasks.prompt_runner import RunnerPolicy
 from tasks.prompt_statistics import Verdict
 from tasks.prompt_suite import SuiteError
 from tests.scripted_llm import ScriptedLLM
-from tests.server_events import wait_for_events
+from tests.server_events import server_copy, wait_for_events
 
 pytestmark = pytest.mark.integration
 
@@ -123,8 +123,10 @@ def test_production_regression_is_rolled_back(platform, scripted, registry_ref, 
     bad = registry.create_version("echo", "[regress] Reply with {{answer}}", params={"temperature": 0}, author="test")
     registry.move_label("echo", "production", bad.version, actor="someone", reason="hotfix without tests")
     started = time.time()
-    report = prompt_regression(_scripted_request(RegressionRequest, registry_ref, echo_suite, tmp_path,
-                                                 watch_production=True))
+    state = prompt_regression(_scripted_request(RegressionRequest, registry_ref, echo_suite, tmp_path,
+                                                watch_production=True), return_state=True)
+    report = state.result()
+    assert server_copy(state).result() == report  # what a retried final-state proposal is handed
     assert (report.candidate, report.baseline) == (bad.version, good.version)
     assert report.comparison.verdict == Verdict.regressed
     assert report.action == f"rolled back production v{bad.version} -> v{good.version}"
