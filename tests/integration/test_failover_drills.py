@@ -229,7 +229,11 @@ def test_region_outage_in_sync_mode_loses_no_acknowledged_turn(healthy: Platform
     result = failover_drill(experiment=experiment("region-outage", duration_s=30))
     m = result["measurements"]
     assert result["status"] == "passed", result["reasons"]
-    assert m["lost_turns"] == 0 and m["acknowledged_turns"] > 20
+    assert m["lost_turns"] == 0 and m["acknowledged_turns"] > 0
+    # "Nothing lost" means something only if turns were answered on both sides of the failover,
+    # before the fault and while it was in place. How many depends on how fast the model answers
+    # on this machine, so no count is required.
+    assert all(m["phases"][p]["requests"] > m["phases"][p]["failed"] for p in ("before", "during")), m["phases"]
     assert m["failover_ms"] is not None
     # The session store failed over to region-b and back: region-a primary, region-b its replica.
     a = RedisNode("a", healthy.host, healthy.region_a.redis_port)
