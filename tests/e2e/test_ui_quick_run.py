@@ -32,6 +32,11 @@ def page(request: pytest.FixtureRequest) -> Iterator[object]:
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")
+    from playwright.sync_api import expect
+
+    # expect() waits 5 s by default, separately from the page's timeout: too little for the first
+    # render of a run page while the worker starts the run on two busy cores.
+    expect.set_options(timeout=30_000)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 900})
