@@ -3,7 +3,9 @@
 A seeded share of requests gets 503 SlowDown, 500 InternalError or a connection reset (the
 socket closed without an answer) instead of being forwarded; a ``fail_when`` predicate fails every
 matching request (e.g. listing pages after the first) with 500, to simulate a listing that breaks
-midway. Runs its own event loop in a thread; ``stop()`` closes it.
+midway. A ``hold_when`` predicate holds every matching request unanswered until ``release()``
+(then answers it 503 without forwarding), so a test can stop a client at a known point.
+Runs its own event loop in a thread; ``stop()`` closes it.
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
 
 class FaultProxy:
     def __init__(self, upstream: str, *, fault_rate: float = 0.0, seed: int = 7,
-                 fail_when: Callable[[web.Request], bool] | None = None, deny_access_key: str | None = None) -> None:
+                 fail_when: Callable[[web.Request], bool] | None = None, deny_access_key: str | None = None,
+                 hold_when: Callable[[web.Request], bool] | None = None) -> None:
         self.upstream = upstream.rstrip("/")
+        self.hold_when = hold_when
+        self._released: asyncio.Event | None = None
         self.fault_rate = fault_rate
         self.fail_when = fail_when
         self.deny_access_key = deny_access_key
@@ -56,7 +61,15 @@ class FaultProxy:
             raise RuntimeError("fault proxy did not start")
         return self
 
+    def release(self) -> None:
+        """Answer every held request (503, not forwarded) and hold no more."""
+        self.hold_when = None
+        if self._released is not None:
+            self._loop.call_soon_threadsafe(self._released.set)
+
     def stop(self) -> None:
+        self.release()  # a held request must not keep the server from closing
+
         async def close() -> None:
             if self._session:
                 await self._session.close()
@@ -73,6 +86,7 @@ class FaultProxy:
         self._loop.run_forever()
 
     async def _serve(self) -> None:
+        self._released = asyncio.Event()
         self._session = aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(total=120))
         app = web.Application(client_max_size=1024**3)
         app.router.add_route("*", "/{tail:.*}", self._handle)
@@ -89,6 +103,11 @@ class FaultProxy:
             self.counts["denied"] += 1
             body = b"<Error><Code>InvalidAccessKeyId</Code><Message>The AWS Access Key Id you provided does not exist.</Message></Error>"
             return web.Response(status=403, body=body, content_type="application/xml")
+        if self.hold_when is not None and self.hold_when(request):
+            await request.read()
+            self.counts["held"] += 1
+            await self._released.wait()  # type: ignore[union-attr]
+            return web.Response(status=503, body=SLOW_DOWN, content_type="application/xml")
         if self.fail_when is not None and self.fail_when(request):
             await request.read()
             self.counts["forced_500"] += 1

@@ -230,7 +230,11 @@ def test_bad_input_is_refused_before_anything_is_copied(platform: PlatformSettin
 
 
 def test_sigkill_mid_run_then_rerun_is_identical_and_never_shows_a_partial_object(platform: PlatformSettings, tmp_path: Path) -> None:
-    pair = make_pair(platform, "sigkill")
+    # Uploads of part 2 onwards are held at a proxy until the kill, so the kill always lands
+    # mid-object: after a part was recorded, before any large copy could complete.
+    gate = FaultProxy(platform.url(platform.region_b.s3_port),
+                      hold_when=lambda r: r.method == "PUT" and r.query.get("partNumber", "1") != "1").start()
+    pair = make_pair(platform, "sigkill", dst_endpoint=gate.url)
     objects = seeded_objects(300, seed=7, sizes=(1000, 40_000), large=[25 * MIB, 25 * MIB])
     put_all(pair.a, platform.region_a.bucket, pair.prefix, objects)
     expected = {k: (len(v), md5(v)) for k, v in objects.items()}
@@ -269,12 +273,15 @@ def test_sigkill_mid_run_then_rerun_is_identical_and_never_shows_a_partial_objec
         proc.wait(30)
         at_kill = list_keys(pair.b, platform.region_b.bucket, pair.prefix)
         assert len(at_kill) < len(objects)
+        assert not any(k.startswith("large/") for k in at_kill) and gate.counts["held"] >= 1
+        gate.release()
         report = replicate(params(pair, tmp_path, resume_dir=str(resume_dir)))
     finally:
         stop.set()
         watcher.join(10)
         if proc.poll() is None:
             proc.kill()
+        gate.stop()
     d = report.destinations[0]
     assert d.failed == [] and d.copied_objects == len(objects) - len(at_kill)
     assert d.resumed_parts >= 1  # the interrupted large copy resumed from its completed parts
