@@ -116,13 +116,18 @@ class VerifyingReader(ExactReader):
     def _next_block(self) -> None:
         want = min(self._block_size, self._part_left or self.size - self._read_from_source)
         block = self._read_exact(want)
-        self._md5.update(block)
+        if self._part_number > 1:
+            self._md5.update(block)  # part 1's bytes reach it through the part hasher's state
         if self._sha is not None:
             self._sha.update(block)
         self._part.update(block)
         self._part_left -= len(block)
         self._read_from_source += len(block)
         if self._part_left == 0 and self._part_number <= self.layout.count:
+            if self._part_number == 1:
+                # MD5 runs over bytes in order from one starting state, so after part 1 the
+                # full-object hash *is* the part hash: hand its state on instead of hashing twice.
+                self._md5 = self._part.copy()
             self._part_md5s.append(self._part.digest())
             self._part = hashlib.md5()
             self._part_number += 1

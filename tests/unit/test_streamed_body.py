@@ -74,6 +74,49 @@ def test_plain_etag_and_recorded_sha256_are_checked_before_the_last_block() -> N
     assert drain(VerifyingReader(io.BytesIO(DATA), whole, source_etag=md5, recorded_sha256=good_sha))[1] is None
 
 
+class CountingMd5:
+    """hashlib.md5 that counts the bytes it is fed, copies included."""
+
+    fed = 0
+    real = hashlib.md5
+
+    def __init__(self, data: bytes = b"", inner: object = None) -> None:
+        self._h = inner if inner is not None else CountingMd5.real()
+        self.update(data)
+
+    def update(self, data: bytes) -> None:
+        CountingMd5.fed += len(data)
+        self._h.update(data)  # type: ignore[attr-defined]
+
+    def copy(self) -> CountingMd5:
+        return CountingMd5(inner=self._h.copy())  # type: ignore[attr-defined]
+
+    def digest(self) -> bytes:
+        return self._h.digest()  # type: ignore[attr-defined]
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("parted", [False, True], ids=["plain-etag", "multipart-etag"])
+def test_part_one_is_md5_hashed_once_for_both_the_part_and_the_whole_object(monkeypatch: pytest.MonkeyPatch, parted: bool) -> None:
+    """MD5 is CPU-bound on large copies: the full-object hash takes over part 1's state instead of
+    hashing those bytes a second time, and a plain-ETag source (one part) is hashed exactly once."""
+    import tasks.streamed_body as streamed_body
+
+    plan = layout() if parted else PartLayout(len(DATA), len(DATA), 1)
+    etag = parted_etag(DATA, PART) if parted else hashlib.md5(DATA).hexdigest()
+    monkeypatch.setattr(streamed_body.hashlib, "md5", CountingMd5)
+    CountingMd5.fed = 0
+    reader = VerifyingReader(io.BytesIO(DATA), plan, source_etag=etag, block=5 * KIB)
+    sent, error = drain(reader)
+    assert error is None and sent == DATA
+    monkeypatch.undo()
+    assert reader.md5_hex == hashlib.md5(DATA).hexdigest()
+    rebuild = 16 * plan.count  # the composite ETag: an MD5 over the part MD5s
+    assert CountingMd5.fed == (2 * len(DATA) - PART + rebuild if parted else len(DATA))
+
+
 def test_a_source_that_ends_early_is_an_error_not_a_shorter_object() -> None:
     reader = VerifyingReader(io.BytesIO(DATA[:20 * KIB]), layout(), source_etag=parted_etag(DATA, PART), block=8 * KIB)
     sent, error = drain(reader)
