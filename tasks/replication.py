@@ -19,7 +19,7 @@ from tasks.replication_deletes import DeleteResult, delete_objects, expire_quara
 from tasks.replication_plan import Listing, ObjectInfo
 from tasks.retry_policy import network_task_options
 from tasks.s3_listing import list_location, read_metadata
-from tasks.s3_location import S3Location, check_distinct, check_reachable, location_from_target
+from tasks.s3_location import S3Location, check_distinct, check_md5_etags, check_reachable, location_from_target
 
 
 def load_location(block_name: str, prefix: str = "") -> S3Location:
@@ -33,7 +33,7 @@ def load_location(block_name: str, prefix: str = "") -> S3Location:
 @task(name="resolve-replication-targets", cache_policy=NO_CACHE, **network_task_options(retries=2))
 def resolve_targets(source: str, destinations: list[str], prefix: str) -> tuple[S3Location, list[S3Location]]:
     """Load the blocks and refuse bad input (same place, overlapping, missing bucket, refused
-    credentials) before anything is copied or deleted."""
+    credentials, SSE-KMS by default) before anything is copied or deleted."""
     if not destinations:
         raise ConfigurationError("destinations: give at least one storage-target block name")
     src = load_location(source, prefix)
@@ -41,6 +41,7 @@ def resolve_targets(source: str, destinations: list[str], prefix: str) -> tuple[
     check_distinct(src, dsts)
     for location in (src, *dsts):
         check_reachable(location)
+        check_md5_etags(location)
     return src, dsts
 
 

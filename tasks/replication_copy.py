@@ -34,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tasks.adaptive_concurrency import AdaptiveLimiter, WireStats
 from tasks.multipart_resume import ResumeRecord, ResumeStore
+from tasks.opaque_etags import UnsupportedEncryption, refuse_opaque_object
 from tasks.part_streaming import (
     MIN_PART,
     ByteBudget,
@@ -59,7 +60,8 @@ from tasks.retry_policy import backoff_delays
 from tasks.s3_location import S3Location
 from tasks.streamed_body import ExactReader, VerificationFailed, VerifyingReader, check_source_bytes, plain_md5_etag
 
-__all__ = ["CopySettings", "ExactReader", "ObjectCopier", "VerificationFailed", "copy_objects", "socket_stream"]
+__all__ = ["CopySettings", "ExactReader", "ObjectCopier", "UnsupportedEncryption", "VerificationFailed", "copy_objects",
+           "socket_stream"]
 
 MIB = 1024 * 1024
 
@@ -152,7 +154,9 @@ class ObjectCopier:
             if _is_not_found(exc):
                 raise SourceVanished(obj.key) from None
             raise
-        body = got["Body"].read()
+        with closing(got["Body"]) as stream:
+            refuse_opaque_object(obj.key, got, "source")
+            body = stream.read()
         src_etag = _etag(got.get("ETag"))
         if len(body) != got.get("ContentLength", len(body)):
             raise VerificationFailed(f"short read from source: {len(body)} of {got.get('ContentLength')} bytes")
@@ -167,6 +171,7 @@ class ObjectCopier:
         put = self.dst.put_object(
             Bucket=self.destination.bucket, Key=key, Body=body, ContentMD5=_b64(md5.digest()), Metadata=metadata, **extra
         )
+        self._refuse_opaque_destination(obj.key, key, put)
         etag_ok = _etag(put.get("ETag")) == md5.hexdigest()
         if not etag_ok or self.settings.verify_readback:
             self._verify_by_readback(key, sha, len(body))
@@ -197,10 +202,21 @@ class ObjectCopier:
     def _head_source(self, key: str, skey: str) -> dict:
         """The source object's HEAD; a source deleted since the listing is SourceVanished."""
         try:
-            return self.src.head_object(Bucket=self.source.bucket, Key=skey)
+            head = self.src.head_object(Bucket=self.source.bucket, Key=skey)
         except ClientError as exc:
             if _is_not_found(exc):
                 raise SourceVanished(key) from None
+            raise
+        refuse_opaque_object(key, head, "source")
+        return head
+
+    def _refuse_opaque_destination(self, key: str, dkey: str, written: dict[str, Any]) -> None:
+        """A destination that encrypted the write with SSE-KMS (its bucket default) gives it an
+        ETag that is not an MD5: remove it, and say so rather than "ETag mismatch"."""
+        try:
+            refuse_opaque_object(key, written, "destination")
+        except UnsupportedEncryption:
+            self.dst.delete_object(Bucket=self.destination.bucket, Key=dkey)
             raise
 
     def copy_streamed(self, obj: ObjectInfo) -> CopyOutcome:
@@ -238,6 +254,7 @@ class ObjectCopier:
                 if reader.error is not None:  # botocore reports a body that raised as one it could not rewind
                     raise reader.error from exc
                 raise
+        self._refuse_opaque_destination(obj.key, dkey, put)
         md5_hex = reader.md5_hex
         if _etag(put.get("ETag")) != md5_hex:
             self.dst.delete_object(Bucket=self.destination.bucket, Key=dkey)
@@ -314,6 +331,11 @@ class ObjectCopier:
                 metadata[META_SHA256] = recorded_sha
             extra = {"ContentType": head["ContentType"]} if head.get("ContentType") else {}
             created = self.dst.create_multipart_upload(Bucket=self.destination.bucket, Key=dkey, Metadata=metadata, **extra)
+            try:
+                refuse_opaque_object(obj.key, created, "destination")
+            except UnsupportedEncryption:
+                self.dst.abort_multipart_upload(Bucket=self.destination.bucket, Key=dkey, UploadId=created["UploadId"])
+                raise
             record = ResumeRecord(self.destination.store_id, dkey, created["UploadId"], src_etag, size, layout.part_size)
             self.resume.save(record)
         resumed = len(record.parts)
@@ -399,6 +421,7 @@ class ObjectCopier:
                 self.resume.delete(record.store_id, dkey)  # completed by a killed run, or aborted: start over
             raise
         self.resume.delete(record.store_id, dkey)
+        self._refuse_opaque_destination(obj.key, dkey, done)  # S3 says so at creation already; some stores only here
         if _etag(done.get("ETag")) != expected or self.settings.verify_readback:
             self._verify_parts_by_readback(dkey, layout, expected)
         return self._done(obj, got, parts_resumed=resumed)
@@ -464,6 +487,9 @@ class ObjectCopier:
                 return outcome
             except SourceVanished:
                 return CopyOutcome(key=obj.key, size=obj.size, status="vanished", attempts=attempt)
+            except UnsupportedEncryption as exc:
+                last_error = str(exc)
+                break  # the same answer on every attempt
             except ClientError as exc:
                 err = exc.response.get("Error", {})
                 last_error = f"{err.get('Code')}: {err.get('Message')}"

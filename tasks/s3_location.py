@@ -18,6 +18,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from blocks import StorageTarget
 from blocks.storage_target import S3_PROTOCOLS
 from tasks.errors import ConfigurationError
+from tasks.opaque_etags import WHY as OPAQUE_WHY
+from tasks.opaque_etags import bucket_default_opaque
 
 DEFAULT_REGION = "us-east-1"
 
@@ -159,6 +161,23 @@ def check_reachable(location: S3Location) -> None:
         raise
     except EndpointConnectionError as exc:
         raise ConfigurationError(f"storage-target/{location.label}: endpoint unreachable: {exc}") from None
+
+
+def check_md5_etags(location: S3Location) -> None:
+    """Refuse a bucket whose default encryption (SSE-KMS, DSSE-KMS) gives new objects ETags that
+    are not MD5s: replication's checks could not hold for any of them. A store that does not say
+    (no configuration, no permission, no such API) passes; each object is still checked."""
+    client = location.client(max_attempts=3, connect_timeout=3, read_timeout=10)
+    try:
+        answer = client.get_bucket_encryption(Bucket=location.bucket)
+    except ClientError:
+        return
+    algorithm = bucket_default_opaque(answer.get("ServerSideEncryptionConfiguration") or {})
+    if algorithm:
+        raise ConfigurationError(
+            f"storage-target/{location.label}: bucket {location.bucket!r} encrypts new objects with {algorithm} "
+            f"by default; {OPAQUE_WHY}"
+        )
 
 
 def check_distinct(source: S3Location, destinations: list[S3Location]) -> None:
