@@ -41,6 +41,14 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"llm-resilience test platform: Prefect server on {TEST_DATABASE}"
 
 
+def _send_pending_logs() -> None:
+    """Flow-run logs still queued for the API go out before its server stops (else Prefect prints
+    "Error logging to API" after the last test)."""
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=30)
+
+
 @pytest.fixture(scope="session")
 def platform() -> Iterator[PlatformSettings]:
     """The whole local platform, up for the session; stopped (and checked stopped) at the end."""
@@ -57,6 +65,7 @@ def platform() -> Iterator[PlatformSettings]:
         launcher.up()
         yield settings
     finally:
+        _send_pending_logs()
         launcher.down()
         watchdog.terminate()
         watchdog.wait(10)
