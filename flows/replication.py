@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.events import emit_event
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -32,11 +32,13 @@ from tasks.replication import (
 )
 from tasks.replication_copy import MIB, CopySettings
 from tasks.replication_plan import Listing, Plan, batches, check_delete_guard, plan_replication
+from tasks.replication_progress import CopyProgress
 from tasks.replication_report import DestinationReport, FailedObject, LagFigures, ReplicationReport
 from tasks.s3_location import S3Location
-from tasks.task_runners import TaskRunnerSettings, check_task_runner, run_batches, use_task_runner
+from tasks.task_runners import TaskRunnerSettings, check_task_runner, iter_batches, use_task_runner
 
 REPORT_ARTIFACT_KEY = "replication-report"
+PROGRESS_ARTIFACT_KEY = "replication-progress"
 FAILURES_ARTIFACT_KEY = "replication-failures"
 STATUS_ARTIFACT_KEY = "replication-status"
 EVENT_PREFIX = "llm-resilience.replication"
@@ -200,7 +202,14 @@ def _copy_and_delete(
     lags: list[float] = []
     work = [(source, destination, batch, settings)
             for batch in batches(plan.copy, max_objects=params.batch_objects, max_bytes=params.batch_mib * MIB)]
-    for result in run_batches(copy_batch, work, submit=submit):
+    logger = get_run_logger()
+    progress = CopyProgress(total_objects=len(plan.copy), total_bytes=plan.copy_bytes, total_batches=len(work))
+    progress_id = None
+    if work:  # a run with nothing to copy has no bar to show
+        progress_id = create_progress_artifact(
+            progress=0.0, key=PROGRESS_ARTIFACT_KEY, description=f"objects copied (or failed) to {d.destination}, by bytes"
+        )
+    for result in iter_batches(copy_batch, work, submit=submit):
         for o in result.outcomes:
             if o.status == "copied":
                 d.copied_objects += 1
@@ -216,6 +225,10 @@ def _copy_and_delete(
         d.server_errors += result.server_errors
         d.connection_errors += result.connection_errors
         d.lowest_concurrency = min(d.lowest_concurrency or result.lowest_concurrency, result.lowest_concurrency)
+        progress.add(result.outcomes)
+        if progress_id is not None:
+            update_progress_artifact(progress_id, progress.percent)
+        logger.info(progress.line(d.destination))
     if params.delete and plan.delete_blocked is None:
         deleted = delete_batch(destination, plan.delete, params.quarantine_prefix, params.quarantine_days, params.concurrency)
         d.deleted_objects = len(deleted.deleted)
@@ -227,7 +240,7 @@ def _copy_and_delete(
     d.pending_objects = len(d.failed)
     d.pending_bytes = d.failed_bytes
     d.duration_s = time.monotonic() - started
-    get_run_logger().info(
+    logger.info(
         "%s -> %s: copied %d (%.1f MiB), deleted %d, skipped %d, failed %d, retries %d, lag p50 %s s",
         d.source, d.destination, d.copied_objects, d.copied_bytes / MIB, d.deleted_objects, d.skipped_objects,
         d.failed_objects, d.retries, d.lag.p50_s,

@@ -99,14 +99,23 @@ def use_task_runner(settings: TaskRunnerSettings | None) -> Iterator[bool]:
         yield True
 
 
-def run_batches(task: Any, arguments: Sequence[tuple[Any, ...]], *, submit: bool) -> list[R]:
-    """One task run per argument tuple; results in order.
+def iter_batches(task: Any, arguments: Sequence[tuple[Any, ...]], *, submit: bool) -> Iterator[R]:
+    """One task run per argument tuple; results in order, each as soon as it (and every one before
+    it) has landed, so a flow can show progress while the rest run.
 
     ``submit=False`` calls them one after another in the flow process (the default behaviour);
     ``submit=True`` submits all to the flow run's task runner, so a Dask cluster runs them in parallel.
     """
     if not submit:
-        return [task(*args) for args in arguments]
+        for args in arguments:
+            yield task(*args)
+        return
     futures = [task.submit(*args) for args in arguments]
-    return [f.result() for f in futures]
+    for future in futures:
+        yield future.result()
+
+
+def run_batches(task: Any, arguments: Sequence[tuple[Any, ...]], *, submit: bool) -> list[R]:
+    """``iter_batches``, all results at once."""
+    return list(iter_batches(task, arguments, submit=submit))
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
 from deployments.settings import PlatformSettings
-from flows.replication import REPORT_ARTIFACT_KEY, ReplicationIncomplete, ReplicationParams, replicate, replication_status
+from flows.replication import PROGRESS_ARTIFACT_KEY, REPORT_ARTIFACT_KEY, ReplicationIncomplete, ReplicationParams, replicate, replication_status
 from flows.replication import StatusParams
 from tasks.errors import ConfigurationError
 from tasks.replication import load_location
@@ -53,13 +53,30 @@ def assert_identical(pair, objects: dict[str, bytes]) -> None:  # noqa: ANN001
     assert "0 differences found" in check.stderr
 
 
-def test_thousands_of_mixed_objects_replicate_identically_and_a_rerun_copies_nothing(platform: PlatformSettings, tmp_path: Path) -> None:
+def progress_artifacts(flow_run_id: object) -> list:
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[PROGRESS_ARTIFACT_KEY]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+
+
+def test_thousands_of_mixed_objects_replicate_identically_and_a_rerun_copies_nothing(
+    platform: PlatformSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
     pair = make_pair(platform, "mixed")
     objects = seeded_objects(2000, seed=1, sizes=(0, 96 * 1024), large=[12 * MIB, 9 * MIB + 17])
     put_all(pair.a, platform.region_a.bucket, pair.prefix, objects)
 
-    report = replicate(params(pair, tmp_path, batch_objects=700))
+    caplog.set_level("INFO")
+    state = replicate(params(pair, tmp_path, batch_objects=700), return_state=True)
+    report = state.result()
     d = report.destinations[0]
+    # progress while it ran: a log line per batch, and a bar that ends full
+    lines = [r.getMessage() for r in caplog.records if ": batch " in r.getMessage()]
+    total = f"{sum(len(v) for v in objects.values()) / MIB:.1f} MiB"
+    assert [line.split(": batch ")[1].split(",")[0] for line in lines] == ["1/3", "2/3", "3/3"], lines
+    assert lines[-1].endswith(f"2,002/2,002 objects, {total}/{total} (100%), 0 failed"), lines[-1]
+    bars = progress_artifacts(state.state_details.flow_run_id)
+    assert [(a.type, a.data) for a in bars] == [("progress", 100.0)]
     assert d.copied_objects == len(objects) and d.failed == []
     assert d.copied_bytes == sum(len(v) for v in objects.values())
     assert d.lag.count == len(objects) and 0 <= d.lag.p50_s <= d.lag.p99_s <= d.lag.max_s
@@ -70,9 +87,10 @@ def test_thousands_of_mixed_objects_replicate_identically_and_a_rerun_copies_not
     assert head["ETag"].strip('"').endswith("-3")
     assert head["Metadata"]["llmr-source-etag"] == md5(objects["large/blob-0.bin"])
 
-    again = replicate(params(pair, tmp_path))
-    d2 = again.destinations[0]
+    again_state = replicate(params(pair, tmp_path), return_state=True)
+    d2 = again_state.result().destinations[0]
     assert (d2.copied_objects, d2.deleted_objects, d2.skipped_objects) == (0, 0, len(objects))
+    assert progress_artifacts(again_state.state_details.flow_run_id) == []  # nothing to copy: no bar
 
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[REPORT_ARTIFACT_KEY])))

@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from tasks.errors import ConfigurationError
-from tasks.task_runners import TaskRunnerSettings, build_dask_runner, check_task_runner, run_batches
+from tasks.task_runners import TaskRunnerSettings, build_dask_runner, check_task_runner, iter_batches, run_batches
 from tests.ports import free_ports
 
 
@@ -33,6 +33,21 @@ def test_dask_runner_is_a_local_cluster_or_the_given_address() -> None:
     assert local.cluster_kwargs["n_workers"] == 3 and local.address is None
     remote = build_dask_runner(TaskRunnerSettings(kind="dask", dask_address="tcp://10.0.0.5:8786"))
     assert remote.address == "tcp://10.0.0.5:8786"
+
+
+def test_iter_batches_hands_each_result_over_before_the_next_batch_runs() -> None:
+    """So a flow can update its progress between batches."""
+    calls: list[int] = []
+
+    def work(n: int) -> int:
+        calls.append(n)
+        return n * 10
+
+    results = iter_batches(work, [(1,), (2,), (3,)], submit=False)
+    assert calls == []
+    assert next(results) == 10 and calls == [1]
+    assert next(results) == 20 and calls == [1, 2]
+    assert list(results) == [30]
 
 
 def test_run_batches_in_process_keeps_order() -> None:
