@@ -32,7 +32,7 @@ from tasks.replication import (
 )
 from tasks.replication_copy import MIB, CopySettings
 from tasks.replication_plan import Listing, Plan, batches, check_delete_guard, plan_replication
-from tasks.replication_progress import CopyProgress
+from tasks.replication_progress import CopyProgress, show_progress
 from tasks.replication_report import DestinationReport, FailedObject, LagFigures, ReplicationReport
 from tasks.s3_location import S3Location
 from tasks.task_runners import TaskRunnerSettings, check_task_runner, iter_batches, use_task_runner
@@ -226,9 +226,7 @@ def _copy_and_delete(
         d.connection_errors += result.connection_errors
         d.lowest_concurrency = min(d.lowest_concurrency or result.lowest_concurrency, result.lowest_concurrency)
         progress.add(result.outcomes)
-        if progress_id is not None:
-            update_progress_artifact(progress_id, progress.percent)
-        logger.info(progress.line(d.destination))
+        show_progress(progress, d.destination, logger, progress_id, update_progress_artifact)
     if params.delete and plan.delete_blocked is None:
         deleted = delete_batch(destination, plan.delete, params.quarantine_prefix, params.quarantine_days, params.concurrency)
         d.deleted_objects = len(deleted.deleted)

@@ -3,11 +3,15 @@ Prefect UI) and one log line per batch, so a run that takes hours shows it is mo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+from uuid import UUID
 
-__all__ = ["CopyProgress", "human_bytes"]
+import httpx
+
+__all__ = ["CopyProgress", "human_bytes", "show_progress"]
 
 
 class _Outcome(Protocol):
@@ -59,3 +63,18 @@ class CopyProgress:
             f"{destination}: batch {self.batches}/{self.total_batches}, {self.objects:,}/{self.total_objects:,} objects, "
             f"{human_bytes(self.bytes)}/{human_bytes(self.total_bytes)} ({self.percent:.0f}%), {self.failed:,} failed"
         )
+
+
+def show_progress(
+    progress: CopyProgress, destination: str, logger: logging.Logger | logging.LoggerAdapter[Any],
+    bar: UUID | None, update: Callable[[UUID, float], Any],
+) -> None:
+    """Log the batch's line and move the bar. A bar the API failed to move is a warning, never a
+    reason to fail a run whose copies are done."""
+    logger.info(progress.line(destination))
+    if bar is None:
+        return
+    try:
+        update(bar, progress.percent)
+    except httpx.HTTPError as exc:
+        logger.warning("%s: progress bar not updated (%s); the copy goes on", destination, exc)

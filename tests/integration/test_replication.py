@@ -351,8 +351,10 @@ def test_sigkill_mid_run_then_rerun_is_identical_and_never_shows_a_partial_objec
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
             records = list(resume_dir.glob("*.json")) if resume_dir.exists() else []
-            if any(json.loads(r.read_text()).get("parts") for r in records):
-                break  # a multipart copy has finished parts: kill it mid-object
+            # a multipart copy has recorded finished parts, and a later part is held at the gate
+            # (part 1 can be recorded before part 2 is sent): kill it mid-object
+            if gate.counts["held"] >= 1 and any(json.loads(r.read_text()).get("parts") for r in records):
+                break
             time.sleep(0.05)
         assert proc.poll() is None, "the flow finished before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)

@@ -32,3 +32,29 @@ def test_human_bytes() -> None:
     assert [human_bytes(n) for n in (0, 1023, 1536, 12 * MIB, 3 * 1024 * MIB + 200 * MIB, 2 * 1024**4)] == [
         "0 B", "1023 B", "1.5 KiB", "12.0 MiB", "3.2 GiB", "2.0 TiB",
     ]
+
+
+def test_a_bar_the_api_fails_to_move_is_a_warning_not_a_failed_run(caplog) -> None:  # noqa: ANN001
+    import logging
+    import uuid
+
+    import httpx
+
+    from tasks.replication_progress import show_progress
+
+    logger = logging.getLogger("test.replication.progress")
+    p = CopyProgress(total_objects=1, total_bytes=MIB, total_batches=1)
+    p.add([CopyOutcome("a", MIB, "copied")])
+    moved: list[tuple[uuid.UUID, float]] = []
+    bar = uuid.uuid4()
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        show_progress(p, "region-b:s3://b/", logger, bar, lambda i, pct: moved.append((i, pct)))
+        show_progress(p, "region-b:s3://b/", logger, None, lambda i, pct: moved.append((i, pct)))
+
+        def broken(i: uuid.UUID, pct: float) -> None:
+            raise httpx.ConnectError("server went away")
+
+        show_progress(p, "region-b:s3://b/", logger, bar, broken)
+    assert moved == [(bar, 100.0)]  # no bar: nothing to move
+    assert [r.levelname for r in caplog.records] == ["INFO", "INFO", "INFO", "WARNING"]
+    assert "progress bar not updated (server went away)" in caplog.records[-1].getMessage()
