@@ -200,6 +200,7 @@ def _copy_and_delete(
         deletes_blocked=plan.delete_blocked,
     )
     lags: list[float] = []
+    unchecked_why = ""
     work = [(source, destination, batch, settings)
             for batch in batches(plan.copy, max_objects=params.batch_objects, max_bytes=params.batch_mib * MIB)]
     logger = get_run_logger()
@@ -216,6 +217,9 @@ def _copy_and_delete(
                 d.copied_bytes += o.size
                 d.resumed_parts += o.parts_resumed
                 lags.append(o.lag_s or 0.0)
+                if o.unchecked:
+                    d.unchecked_reads.append(o.key)
+                    unchecked_why = unchecked_why or f"{o.key}: {o.unchecked}"
             elif o.status == "vanished":
                 d.vanished_objects += 1
             else:
@@ -234,6 +238,12 @@ def _copy_and_delete(
         d.quarantined_objects = deleted.quarantined
         sizes = {o.key: o.size for o in plan.delete}
         d.failed += [FailedObject(key=k, size=sizes.get(k, 0), error=f"delete: {e}") for k, e in deleted.failed]
+    if d.unchecked_reads:
+        logger.warning(
+            "%s: %d object(s) copied and verified at the destination, but their source reads could not be checked "
+            "against the source's own checksums (listed in the report as unchecked_reads); the first: %s",
+            d.destination, len(d.unchecked_reads), unchecked_why,
+        )
     d.lag = LagFigures.of(lags)
     d.pending_objects = len(d.failed)
     d.pending_bytes = d.failed_bytes
@@ -266,9 +276,10 @@ def _resource(d: DestinationReport) -> dict[str, str]:
 
 def emit_report_events(report: ReplicationReport, params: ReplicationParams) -> None:
     for d in report.destinations:
-        figures = d.model_dump(mode="json", exclude={"failed", "lag"})
+        figures = d.model_dump(mode="json", exclude={"failed", "lag", "unchecked_reads"})
         emit_event(event=f"{EVENT_PREFIX}.completed", resource=_resource(d), payload={**figures, "prefix": params.prefix,
-                   "failed_objects": d.failed_objects, "failed_bytes": d.failed_bytes})
+                   "failed_objects": d.failed_objects, "failed_bytes": d.failed_bytes,
+                   "unchecked_reads": len(d.unchecked_reads)})
         emit_event(event=f"{EVENT_PREFIX}.lag", resource=_resource(d), payload={
             **d.lag.model_dump(mode="json"), "pending_objects": d.pending_objects, "pending_bytes": d.pending_bytes,
             "prefix": params.prefix,

@@ -61,12 +61,15 @@ class ByteBudget:
 class PartLayout:
     """How an object of ``size`` bytes is cut: ``count`` parts of ``part_size`` (the last shorter).
     ``matches_source``: the source's ETag was built from this same layout, so the composite ETag
-    we compute must equal it."""
+    we compute must equal it. ``confirmed``: the store said so (it reported part 1's size, or
+    there is one part); otherwise the layout is a guess, and a composite that misses it proves
+    nothing about the bytes."""
 
     size: int
     part_size: int
     count: int
     matches_source: bool = False
+    confirmed: bool = False
 
     def bounds(self, number: int) -> tuple[int, int]:
         """(offset, length) of 1-based part ``number``."""
@@ -103,14 +106,15 @@ def source_part_size(size: int, etag: str, first_part_size: int | None = None) -
     return guess if fits_layout(size, guess, count) else None
 
 
-def plan_parts(size: int, preferred: int, *, source_part: int | None = None, max_part: int) -> PartLayout:
+def plan_parts(size: int, preferred: int, *, source_part: int | None = None, max_part: int,
+               confirmed: bool = False) -> PartLayout:
     """Parts for copying ``size`` bytes: the source's own part size when it is known and within
-    [5 MiB, ``max_part``] (so the source ETag verifies the read), else ``preferred``, grown when
-    needed to stay within S3's 10,000 parts."""
+    [5 MiB, ``max_part``] (so the source ETag verifies the read; a single part may be smaller),
+    else ``preferred``, grown when needed to stay within S3's 10,000 parts."""
     if size < 0 or preferred <= 0 or max_part < MIN_PART:
         raise ValueError(f"bad part plan input: size={size} preferred={preferred} max_part={max_part}")
-    if source_part and MIN_PART <= source_part <= max_part and fits_layout(size, source_part, max(1, -(-size // source_part))):
-        return PartLayout(size, source_part, max(1, -(-size // source_part)), matches_source=True)
+    if source_part and (MIN_PART <= source_part or source_part >= size) and source_part <= max_part and fits_layout(size, source_part, max(1, -(-size // source_part))):
+        return PartLayout(size, source_part, max(1, -(-size // source_part)), matches_source=True, confirmed=confirmed)
     part = max(preferred, MIN_PART, -(-size // MAX_PARTS))
     return PartLayout(size, part, max(1, -(-size // part)))
 

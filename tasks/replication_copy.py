@@ -58,7 +58,14 @@ from tasks.replication_plan import (
 )
 from tasks.retry_policy import backoff_delays
 from tasks.s3_location import S3Location
-from tasks.streamed_body import ExactReader, VerificationFailed, VerifyingReader, check_source_bytes, plain_md5_etag
+from tasks.streamed_body import (
+    ExactReader,
+    VerificationFailed,
+    VerifyingReader,
+    check_source_bytes,
+    check_source_parts,
+    plain_md5_etag,
+)
 
 __all__ = ["CopySettings", "ExactReader", "ObjectCopier", "UnsupportedEncryption", "VerificationFailed", "copy_objects",
            "socket_stream"]
@@ -99,6 +106,7 @@ class CopyOutcome:
     lag_s: float | None = None
     parts_resumed: int = 0
     attempts: int = 1
+    unchecked: str | None = None  # why the bytes read could not be checked against the source's own checksums
 
 
 @dataclass
@@ -162,7 +170,11 @@ class ObjectCopier:
             raise VerificationFailed(f"short read from source: {len(body)} of {got.get('ContentLength')} bytes")
         md5 = hashlib.md5(body)
         sha = hashlib.sha256(body).hexdigest()
-        check_source_bytes(md5.hexdigest(), src_etag, (got.get("Metadata") or {}).get(META_SHA256), sha)
+        recorded_sha = (got.get("Metadata") or {}).get(META_SHA256)
+        check_source_bytes(md5.hexdigest(), src_etag, recorded_sha, sha)
+        one_part = etag_part_count(src_etag) == 1  # its only part is the whole object
+        unchecked = check_source_parts([md5.digest()], PartLayout(len(body), max(len(body), 1), 1, one_part, one_part),
+                                       src_etag, recorded_sha256=recorded_sha)
         metadata = {META_SOURCE_ETAG: src_etag, META_SHA256: sha, META_MD5: md5.hexdigest()}
         key = self.destination.full_key(obj.key)
         extra: dict[str, Any] = {}
@@ -175,7 +187,7 @@ class ObjectCopier:
         etag_ok = _etag(put.get("ETag")) == md5.hexdigest()
         if not etag_ok or self.settings.verify_readback:
             self._verify_by_readback(key, sha, len(body))
-        return self._done(obj, got)
+        return self._done(obj, got, unchecked=unchecked)
 
     def _verify_by_readback(self, key: str, expected_sha: str, size: int) -> None:
         """Hash what the destination returns; on mismatch remove it (it must not stay visible)."""
@@ -189,13 +201,13 @@ class ObjectCopier:
             self.dst.delete_object(Bucket=self.destination.bucket, Key=key)
             raise VerificationFailed(f"destination bytes differ from the source after the write ({n} bytes read back); removed")
 
-    def _done(self, obj: ObjectInfo, got: dict[str, Any], parts_resumed: int = 0) -> CopyOutcome:
+    def _done(self, obj: ObjectInfo, got: dict[str, Any], parts_resumed: int = 0, unchecked: str | None = None) -> CopyOutcome:
         now = time.time()
         written = got.get("LastModified")
         source_time = written.timestamp() if written is not None else obj.last_modified
         return CopyOutcome(
             key=obj.key, size=obj.size, status="copied", verified_at=now, lag_s=max(0.0, now - source_time),
-            parts_resumed=parts_resumed,
+            parts_resumed=parts_resumed, unchecked=unchecked,
         )
 
     # -- medium objects: one streamed PUT ------------------------------------------------
@@ -232,7 +244,8 @@ class ObjectCopier:
         src_etag = _etag(head.get("ETag"))
         size = int(head["ContentLength"])
         recorded_sha = (head.get("Metadata") or {}).get(META_SHA256)
-        layout = self._source_layout(skey, head, size, src_etag) if etag_part_count(src_etag) else PartLayout(size, max(size, 1), 1)
+        # no part buffers here, so a source part of any size is hashed as it passes
+        layout = self._source_layout(skey, size, src_etag, max_part=size) if etag_part_count(src_etag) else PartLayout(size, max(size, 1), 1)
         known_md5 = src_etag if plain_md5_etag(src_etag) else None
         if known_md5 is None and not self.tagging:
             known_md5 = self._hash_source(skey, head, layout, src_etag, recorded_sha)  # a second read, as the tag cannot hold the MD5
@@ -263,7 +276,7 @@ class ObjectCopier:
             return self.copy_streamed(obj)  # tagging refused: written again, its MD5 in the metadata
         if self.settings.verify_readback:
             self._verify_parts_by_readback(dkey, PartLayout(size, max(size, 1), 1), md5_hex + "-1", plain=True)
-        return self._done(obj, got)
+        return self._done(obj, got, unchecked=reader.unchecked)
 
     def _tag_md5(self, dkey: str, md5_hex: str) -> bool:
         """Record the verified MD5 as the object's ``llmr-md5`` tag (tagging writes no bytes and no
@@ -291,9 +304,10 @@ class ObjectCopier:
         return reader.md5_hex
 
     # -- large objects ---------------------------------------------------------------------
-    def _source_layout(self, skey: str, head: dict[str, Any], size: int, src_etag: str) -> PartLayout:
+    def _source_layout(self, skey: str, size: int, src_etag: str, *, max_part: int | None = None) -> PartLayout:
         """Copy in the source's own part layout when it can be known (so its ETag verifies what we
-        read), else in ``part_size`` parts."""
+        read), else in ``part_size`` parts. The layout is confirmed when the store reports part 1's
+        size (or there is one part); otherwise it is the usual tools' whole-MiB guess."""
         s = self.settings
         first: int | None = None
         if etag_part_count(src_etag):
@@ -307,8 +321,11 @@ class ObjectCopier:
             except ClientError as exc:
                 if _is_not_found(exc):
                     raise SourceVanished(skey) from None
-        max_part = max(MIN_PART, min(s.max_part_size, s.buffer_bytes))
-        return plan_parts(size, s.part_size, source_part=source_part_size(size, src_etag, first), max_part=max_part)
+        if max_part is None:  # parts go through buffers: at most what the budget holds
+            max_part = min(s.max_part_size, s.buffer_bytes)
+        part = source_part_size(size, src_etag, first)
+        confirmed = etag_part_count(src_etag) == 1 or (first is not None and part == first)
+        return plan_parts(size, s.part_size, source_part=part, max_part=max(MIN_PART, max_part), confirmed=confirmed)
 
     def copy_large(self, obj: ObjectInfo) -> CopyOutcome:
         """One GET streams the source in order; each part is read straight into its own buffer
@@ -319,7 +336,7 @@ class ObjectCopier:
         head = self._head_source(obj.key, skey)
         src_etag = _etag(head.get("ETag"))
         size = int(head["ContentLength"])
-        layout = self._source_layout(skey, head, size, src_etag)
+        layout = self._source_layout(skey, size, src_etag)
         recorded_sha = (head.get("Metadata") or {}).get(META_SHA256)
         record = self._resumable(dkey, src_etag, size, layout.part_size)
         if record is None:
@@ -409,8 +426,7 @@ class ObjectCopier:
                            full_sha.hexdigest() if full_sha else None)
         digests = [d for d in part_md5s if d is not None]
         expected = composite_etag(digests)
-        if layout.matches_source and expected != src_etag:
-            raise VerificationFailed(f"bytes read from the source do not match its multipart ETag {src_etag} (got {expected})")
+        unchecked = check_source_parts(digests, layout, src_etag, recorded_sha256=recorded_sha)
         parts = [{"PartNumber": i, "ETag": f'"{d.hex()}"'} for i, d in enumerate(digests, 1)]
         try:
             done = self.dst.complete_multipart_upload(
@@ -424,7 +440,7 @@ class ObjectCopier:
         self._refuse_opaque_destination(obj.key, dkey, done)  # S3 says so at creation already; some stores only here
         if _etag(done.get("ETag")) != expected or self.settings.verify_readback:
             self._verify_parts_by_readback(dkey, layout, expected)
-        return self._done(obj, got, parts_resumed=resumed)
+        return self._done(obj, got, parts_resumed=resumed, unchecked=unchecked)
 
     def _verify_parts_by_readback(self, key: str, layout: PartLayout, expected: str, *, plain: bool = False) -> None:
         """Read the destination back in the same layout and compare the composite MD5; on a

@@ -6,6 +6,11 @@
   source's layout, the full-object MD5, a SHA-256 if the source recorded one). It checks what the
   source says about itself *before* it hands over the last block, so a read that does not verify
   makes the PUT end short: the store never completes it and nothing becomes visible.
+- ``check_source_parts`` decides what a source written in parts can prove. Its ETag is an MD5 of
+  part MD5s, so it checks the read only in the layout it was written with. A store that does not
+  report that layout leaves a guess; a guess that misses proves nothing, so the copy goes on
+  (the destination still has to hold exactly the bytes read) and says its read went unchecked,
+  instead of failing a good object on every run.
 """
 
 from __future__ import annotations
@@ -33,6 +38,29 @@ def check_source_bytes(md5_hex: str | None, src_etag: str, recorded_sha256: str 
         raise VerificationFailed(f"bytes read from the source do not match its ETag {src_etag}")
     if recorded_sha256 and sha_hex and recorded_sha256 != sha_hex:
         raise VerificationFailed("bytes read from the source do not match their recorded llmr-sha256")
+
+
+def check_source_parts(part_md5s: list[bytes], layout: PartLayout, source_etag: str, *,
+                       recorded_sha256: str | None = None) -> str | None:
+    """Check the part MD5s of the bytes read against a source ETag written in parts. Raises when
+    the layout is confirmed and the ETag does not rebuild (the bytes are wrong). Returns why the
+    read went unchecked when the layout was guessed or unknown and no recorded SHA-256 checks it
+    instead; None when the read was checked (or the ETag is plain: see ``check_source_bytes``)."""
+    count = etag_part_count(source_etag)
+    if count is None:
+        return None
+    if layout.matches_source:
+        composite = composite_etag(part_md5s)
+        if composite == source_etag:
+            return None
+        if layout.confirmed:
+            raise VerificationFailed(f"bytes read from the source do not match its multipart ETag {source_etag} (got {composite})")
+        reason = (f"source written in {count} parts: its store did not report their size, and the guess "
+                  f"({layout.part_size} bytes) does not rebuild its ETag")
+    else:
+        reason = (f"source written in {count} parts: read in parts of {layout.part_size} bytes, not its own "
+                  f"(unknown, or larger than the copy's part buffers), so its ETag cannot be rebuilt")
+    return None if recorded_sha256 else reason
 
 
 class ExactReader:
@@ -73,7 +101,8 @@ class VerifyingReader(ExactReader):
     source's own checksums (multipart ETag rebuilt from part MD5s in ``layout``, plain ETag,
     recorded SHA-256) agree with the bytes. ``md5_hex`` is then the full-object MD5 that the
     destination's ETag must equal. A failed check is kept in ``error`` as well as raised, because
-    botocore reports a body that raised as a stream it could not rewind."""
+    botocore reports a body that raised as a stream it could not rewind. ``unchecked`` says why,
+    when nothing the source stored could check the read (see ``check_source_parts``)."""
 
     def __init__(self, stream: Any, layout: PartLayout, *, source_etag: str, recorded_sha256: str | None = None,
                  block: int = MIB) -> None:
@@ -82,6 +111,7 @@ class VerifyingReader(ExactReader):
         self.source_etag = source_etag
         self.recorded_sha256 = recorded_sha256
         self.error: VerificationFailed | None = None
+        self.unchecked: str | None = None
         self._block_size = max(1, block)
         self._md5 = hashlib.md5()
         self._sha = hashlib.sha256() if recorded_sha256 else None
@@ -148,12 +178,9 @@ class VerifyingReader(ExactReader):
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def _finish(self) -> None:
-        count = etag_part_count(self.source_etag)
-        if count is not None and self.layout.matches_source:
-            composite = composite_etag(self._part_md5s)
-            if composite != self.source_etag:
-                self._fail(f"bytes read from the source do not match its multipart ETag {self.source_etag} (got {composite})")
         try:
+            self.unchecked = check_source_parts(self._part_md5s, self.layout, self.source_etag,
+                                                recorded_sha256=self.recorded_sha256)
             check_source_bytes(self._md5.hexdigest(), self.source_etag, self.recorded_sha256,
                                self._sha.hexdigest() if self._sha is not None else None)
         except VerificationFailed as exc:

@@ -5,6 +5,10 @@ socket closed without an answer) instead of being forwarded; a ``fail_when`` pre
 matching request (e.g. listing pages after the first) with 500, to simulate a listing that breaks
 midway. A ``hold_when`` predicate holds every matching request unanswered until ``release()``
 (then answers it 503 without forwarding), so a test can stop a client at a known point.
+``ignore_part_number`` drops ``partNumber`` from forwarded queries, as S3-compatible stores that
+do not support part lookups do: a HEAD for part 1 then describes the whole object.
+``corrupt_when`` flips one byte in the middle of every matching answer's body (a bit error on
+the wire that TCP did not catch), for checks of what a client does with bytes that changed.
 Runs its own event loop in a thread; ``stop()`` closes it.
 """
 
@@ -35,8 +39,11 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
 class FaultProxy:
     def __init__(self, upstream: str, *, fault_rate: float = 0.0, seed: int = 7,
                  fail_when: Callable[[web.Request], bool] | None = None, deny_access_key: str | None = None,
-                 hold_when: Callable[[web.Request], bool] | None = None) -> None:
+                 hold_when: Callable[[web.Request], bool] | None = None, ignore_part_number: bool = False,
+                 corrupt_when: Callable[[web.Request], bool] | None = None) -> None:
         self.upstream = upstream.rstrip("/")
+        self.ignore_part_number = ignore_part_number
+        self.corrupt_when = corrupt_when
         self.hold_when = hold_when
         self._released: asyncio.Event | None = None
         self.fault_rate = fault_rate
@@ -128,8 +135,14 @@ class FaultProxy:
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         headers["Host"] = request.headers.get("Host", "")
+        path = request.raw_path
+        if self.ignore_part_number and "partNumber=" in path:
+            base, _, query = path.partition("?")
+            kept = "&".join(p for p in query.split("&") if not p.startswith("partNumber="))
+            path = base + (f"?{kept}" if kept else "")
+            self.counts["part_number_ignored"] += 1
         async with self._session.request(  # type: ignore[union-attr]
-            request.method, yarl.URL(self.upstream + request.raw_path, encoded=True),
+            request.method, yarl.URL(self.upstream + path, encoded=True),
             headers=headers, data=body, allow_redirects=False,
         ) as upstream:
             payload = await upstream.read()
@@ -141,4 +154,9 @@ class FaultProxy:
                 await response.prepare(request)
                 await response.write_eof()
                 return response
+            if payload and upstream.status == 200 and self.corrupt_when is not None and self.corrupt_when(request):
+                flipped = bytearray(payload)
+                flipped[len(flipped) // 2] ^= 0x40
+                payload = bytes(flipped)
+                self.counts["corrupted"] += 1
             return web.Response(status=upstream.status, body=payload, headers=out_headers)

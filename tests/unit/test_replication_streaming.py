@@ -61,11 +61,17 @@ def test_part_layout_follows_the_sources_parts_when_known() -> None:
     assert source_part_size(size, etag, first_part_size=3 * MIB) == 16 * MIB  # inconsistent answer ignored
     assert source_part_size(size, "0" * 32) is None
     layout = plan_parts(size, 8 * MIB, source_part=16 * MIB, max_part=64 * MIB)
-    assert (layout.part_size, layout.count, layout.matches_source) == (16 * MIB, 8, True)
+    assert (layout.part_size, layout.count, layout.matches_source, layout.confirmed) == (16 * MIB, 8, True, False)
+    assert plan_parts(size, 8 * MIB, source_part=16 * MIB, max_part=64 * MIB, confirmed=True).confirmed
     assert layout.bounds(8) == (112 * MIB, 16 * MIB)
     # too large a source part for the memory budget: our own part size, not claimed to match
     big = plan_parts(size, 8 * MIB, source_part=128 * MIB, max_part=64 * MIB)
     assert (big.part_size, big.count, big.matches_source) == (8 * MIB, 16, False)
+    assert not plan_parts(size, 8 * MIB, source_part=128 * MIB, max_part=64 * MIB, confirmed=True).confirmed
+    # one part under S3's 5 MiB minimum (a small object written through the multipart API) is its own layout
+    one = plan_parts(4 * MIB + 1, 8 * MIB, source_part=4 * MIB + 1, max_part=5 * MIB, confirmed=True)
+    assert (one.part_size, one.count, one.matches_source) == (4 * MIB + 1, 1, True)
+    assert not plan_parts(9 * MIB, 8 * MIB, source_part=3 * MIB, max_part=64 * MIB).matches_source  # 3 parts under 5 MiB: not S3's
     odd = plan_parts(10 * MIB + 3, 5 * MIB, max_part=64 * MIB)
     assert odd.count == 3 and odd.bounds(3) == (10 * MIB, 3)
     huge = plan_parts(100_000 * 5 * MIB, 5 * MIB, max_part=64 * MIB)

@@ -12,7 +12,7 @@ from tasks.part_streaming import PartLayout, composite_etag
 from tasks.replication_plan import META_MD5, META_MD5_IN_TAG, META_SOURCE_ETAG, TAG_MD5
 from tasks.s3_listing import read_metadata
 from tasks.s3_location import S3Location
-from tasks.streamed_body import VerificationFailed, VerifyingReader
+from tasks.streamed_body import VerificationFailed, VerifyingReader, check_source_parts
 
 KIB = 1024
 DATA = random.Random(7).randbytes(50 * KIB + 123)
@@ -23,8 +23,9 @@ def parted_etag(data: bytes, part: int) -> str:
     return composite_etag([hashlib.md5(data[i:i + part]).digest() for i in range(0, len(data), part)])
 
 
-def layout(data: bytes = DATA, part: int = PART) -> PartLayout:
-    return PartLayout(len(data), part, -(-len(data) // part), matches_source=True)
+def layout(data: bytes = DATA, part: int = PART, *, confirmed: bool = True) -> PartLayout:
+    """The source's own layout; ``confirmed``: its store reported it (else it is a guess)."""
+    return PartLayout(len(data), part, -(-len(data) // part), matches_source=True, confirmed=confirmed)
 
 
 def drain(reader: VerifyingReader, n: int = 3000) -> tuple[bytes, Exception | None]:
@@ -124,12 +125,45 @@ def test_a_source_that_ends_early_is_an_error_not_a_shorter_object() -> None:
     assert len(sent) <= 20 * KIB
 
 
-def test_a_layout_not_known_to_be_the_sources_is_not_held_to_its_etag() -> None:
+def test_a_layout_not_known_to_be_the_sources_is_not_held_to_its_etag_and_says_so() -> None:
     """When the source's part size cannot be known, its multipart ETag cannot be rebuilt: the
-    destination check (its ETag = our MD5) still binds what was sent."""
-    guessed = PartLayout(len(DATA), PART, -(-len(DATA) // PART), matches_source=False)
-    sent, error = drain(VerifyingReader(io.BytesIO(DATA), guessed, source_etag="0" * 32 + "-4"))
+    destination check (its ETag = our MD5) still binds what was sent, and the read is reported
+    unchecked."""
+    other = PartLayout(len(DATA), PART, -(-len(DATA) // PART), matches_source=False)
+    reader = VerifyingReader(io.BytesIO(DATA), other, source_etag="0" * 32 + "-4")
+    sent, error = drain(reader)
+    assert error is None and sent == DATA and reader.md5_hex == hashlib.md5(DATA).hexdigest()
+    assert reader.unchecked is not None and "written in 4 parts" in reader.unchecked and f"parts of {PART} bytes" in reader.unchecked
+
+
+def test_a_wrong_guess_of_the_part_size_copies_a_good_source_and_reports_its_read_unchecked() -> None:
+    """A store that does not report part 1's size leaves a guess. A guess that does not rebuild the
+    ETag proves nothing about the bytes: failing would fail this good object on every run."""
+    real = parted_etag(DATA, PART)
+    reader = VerifyingReader(io.BytesIO(DATA), layout(part=PART - KIB, confirmed=False), source_etag=real, block=10 * KIB)
+    sent, error = drain(reader)
     assert error is None and sent == DATA
+    assert reader.unchecked is not None and f"guess ({PART - KIB} bytes) does not rebuild its ETag" in reader.unchecked
+
+
+def test_a_right_guess_checks_the_read_and_a_confirmed_layout_that_misses_fails_it() -> None:
+    right = VerifyingReader(io.BytesIO(DATA), layout(confirmed=False), source_etag=parted_etag(DATA, PART))
+    assert drain(right) == (DATA, None) and right.unchecked is None
+    confirmed_wrong = VerifyingReader(io.BytesIO(DATA), layout(part=PART - KIB), source_etag=parted_etag(DATA, PART))
+    sent, error = drain(confirmed_wrong)
+    assert isinstance(error, VerificationFailed) and "multipart ETag" in str(error) and len(sent) < len(DATA)
+
+
+def test_check_source_parts_what_a_source_can_prove() -> None:
+    digests = [hashlib.md5(DATA[i:i + PART]).digest() for i in range(0, len(DATA), PART)]
+    etag = parted_etag(DATA, PART)
+    assert check_source_parts(digests, layout(), etag) is None
+    assert check_source_parts(digests, layout(), hashlib.md5(DATA).hexdigest()) is None  # plain ETag: checked by its MD5
+    with pytest.raises(VerificationFailed, match="multipart ETag"):
+        check_source_parts(digests[::-1], layout(), etag)
+    assert "does not rebuild" in (check_source_parts(digests[::-1], layout(confirmed=False), etag) or "")
+    # a SHA-256 the source recorded checks the read instead (check_source_bytes compares it)
+    assert check_source_parts(digests[::-1], layout(confirmed=False), etag, recorded_sha256="ab" * 32) is None
 
 
 class FakeClient:
