@@ -222,13 +222,17 @@ class ObjectCopier:
         refuse_opaque_object(key, head, "source")
         return head
 
-    def _refuse_opaque_destination(self, key: str, dkey: str, written: dict[str, Any]) -> None:
+    def _refuse_opaque_destination(self, key: str, dkey: str, written: dict[str, Any], *, upload_id: str | None = None) -> None:
         """A destination that encrypted the write with SSE-KMS (its bucket default) gives it an
-        ETag that is not an MD5: remove it, and say so rather than "ETag mismatch"."""
+        ETag that is not an MD5: undo the write (delete the object, or abort ``upload_id``), and
+        say so rather than "ETag mismatch"."""
         try:
             refuse_opaque_object(key, written, "destination")
         except UnsupportedEncryption:
-            self.dst.delete_object(Bucket=self.destination.bucket, Key=dkey)
+            if upload_id is None:
+                self.dst.delete_object(Bucket=self.destination.bucket, Key=dkey)
+            else:
+                self.dst.abort_multipart_upload(Bucket=self.destination.bucket, Key=dkey, UploadId=upload_id)
             raise
 
     def copy_streamed(self, obj: ObjectInfo) -> CopyOutcome:
@@ -348,11 +352,7 @@ class ObjectCopier:
                 metadata[META_SHA256] = recorded_sha
             extra = {"ContentType": head["ContentType"]} if head.get("ContentType") else {}
             created = self.dst.create_multipart_upload(Bucket=self.destination.bucket, Key=dkey, Metadata=metadata, **extra)
-            try:
-                refuse_opaque_object(obj.key, created, "destination")
-            except UnsupportedEncryption:
-                self.dst.abort_multipart_upload(Bucket=self.destination.bucket, Key=dkey, UploadId=created["UploadId"])
-                raise
+            self._refuse_opaque_destination(obj.key, dkey, created, upload_id=created["UploadId"])
             record = ResumeRecord(self.destination.store_id, dkey, created["UploadId"], src_etag, size, layout.part_size)
             self.resume.save(record)
         resumed = len(record.parts)
