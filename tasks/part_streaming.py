@@ -15,12 +15,16 @@ from __future__ import annotations
 import hashlib
 import mmap
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 MIB = 1024 * 1024
 MIN_PART = 5 * MIB  # S3's minimum size of every part but the last
 MAX_PARTS = 10_000
+# Part sizes the common S3 tools write with, in MiB (aws cli and boto3 8, minio-go 16, rclone 5,
+# s5cmd 50, and the doublings tools grow into): tried first when a store does not report a layout.
+COMMON_PART_MIB = (8, 16, 5, 64, 50, 32, 128, 100, 10, 25)
+MAX_GUESSES = 4  # each guess costs one more MD5 pass over the object, on such stores only
 
 
 class ByteBudget:
@@ -60,16 +64,23 @@ class ByteBudget:
 @dataclass(frozen=True)
 class PartLayout:
     """How an object of ``size`` bytes is cut: ``count`` parts of ``part_size`` (the last shorter).
-    ``matches_source``: the source's ETag was built from this same layout, so the composite ETag
-    we compute must equal it. ``confirmed``: the store said so (it reported part 1's size, or
-    there is one part); otherwise the layout is a guess, and a composite that misses it proves
-    nothing about the bytes."""
+    ``matches_source``: the source's ETag may have been built from this same layout, so the
+    composite ETag we compute is checked against it. ``alternates``: other part sizes the source
+    may have been written with, hashed on the side (``source_part_sizes`` lists them all).
+    ``confirmed``: the first of those is certain (the store reported part 1's size, or there is
+    one part), so a composite that misses it proves the bytes wrong; otherwise they are guesses,
+    and a miss proves nothing."""
 
     size: int
     part_size: int
     count: int
     matches_source: bool = False
     confirmed: bool = False
+    alternates: tuple[int, ...] = field(default=())
+
+    @property
+    def source_part_sizes(self) -> tuple[int, ...]:
+        return ((self.part_size,) if self.matches_source else ()) + self.alternates
 
     def bounds(self, number: int) -> tuple[int, int]:
         """(offset, length) of 1-based part ``number``."""
@@ -92,8 +103,8 @@ def fits_layout(size: int, part_size: int, count: int) -> bool:
 
 def source_part_size(size: int, etag: str, first_part_size: int | None = None) -> int | None:
     """The part size the source was written with, when it can be known: the store's answer for
-    part 1 (``first_part_size``) if it is consistent, else the smallest whole-MiB size that cuts
-    ``size`` into the ETag's part count (what S3 tools use). None for plain ETags."""
+    part 1 (``first_part_size``) if it is consistent, else the most likely guess (see
+    ``guessed_part_sizes``). None for plain ETags."""
     count = etag_part_count(etag)
     if count is None:
         return None
@@ -101,9 +112,55 @@ def source_part_size(size: int, etag: str, first_part_size: int | None = None) -
         return first_part_size
     if count == 1:
         return size
-    guess = -(-size // count)
-    guess = -(-guess // MIB) * MIB
-    return guess if fits_layout(size, guess, count) else None
+    guesses = guessed_part_sizes(size, etag)
+    return guesses[0] if guesses else None
+
+
+def guessed_part_sizes(size: int, etag: str, limit: int = MAX_GUESSES) -> list[int]:
+    """Part sizes that cut ``size`` into the ETag's part count, most likely first: the common
+    tools' sizes, then the smallest whole-MiB sizes (what tools pick when they grow the part
+    size to stay within 10,000 parts). Empty for plain ETags and single parts."""
+    count = etag_part_count(etag)
+    if count is None or count < 2 or size <= 0:
+        return []
+    out = [mib * MIB for mib in COMMON_PART_MIB if fits_layout(size, mib * MIB, count)]
+    even = -(-size // count)  # equal parts, rounded up
+    part = -(-even // MIB) * MIB  # to a whole MiB
+    while len(out) < limit and fits_layout(size, part, count):
+        if part not in out:
+            out.append(part)
+        part += MIB
+    return out[:limit]
+
+
+class PartHasher:
+    """MD5 of every ``part_size`` run of the bytes fed to it in order, however they are chunked:
+    a candidate source layout checked on the side of the one the copy uses."""
+
+    def __init__(self, part_size: int) -> None:
+        if part_size <= 0:
+            raise ValueError(f"part size must be positive, got {part_size}")
+        self.part_size = part_size
+        self._md5 = hashlib.md5()
+        self._left = part_size
+        self._digests: list[bytes] = []
+
+    def update(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while len(view):
+            take = min(self._left, len(view))
+            self._md5.update(view[:take])
+            self._left -= take
+            view = view[take:]
+            if self._left == 0:
+                self._digests.append(self._md5.digest())
+                self._md5, self._left = hashlib.md5(), self.part_size
+
+    def digests(self) -> list[bytes]:
+        """The part MD5s so far, a last shorter part included."""
+        if self._left == self.part_size:
+            return list(self._digests)
+        return [*self._digests, self._md5.digest()]
 
 
 def plan_parts(size: int, preferred: int, *, source_part: int | None = None, max_part: int,

@@ -25,7 +25,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from threading import BoundedSemaphore
 from typing import Any
@@ -39,9 +39,11 @@ from tasks.part_streaming import (
     MIN_PART,
     ByteBudget,
     PartBuffer,
+    PartHasher,
     PartLayout,
     composite_etag,
     etag_part_count,
+    guessed_part_sizes,
     plan_parts,
     readinto_exact,
     source_part_size,
@@ -173,7 +175,8 @@ class ObjectCopier:
         recorded_sha = (got.get("Metadata") or {}).get(META_SHA256)
         check_source_bytes(md5.hexdigest(), src_etag, recorded_sha, sha)
         one_part = etag_part_count(src_etag) == 1  # its only part is the whole object
-        unchecked = check_source_parts([md5.digest()], PartLayout(len(body), max(len(body), 1), 1, one_part, one_part),
+        unchecked = check_source_parts([[md5.digest()]] if one_part else [],
+                                       PartLayout(len(body), max(len(body), 1), 1, one_part, one_part),
                                        src_etag, recorded_sha256=recorded_sha)
         metadata = {META_SOURCE_ETAG: src_etag, META_SHA256: sha, META_MD5: md5.hexdigest()}
         key = self.destination.full_key(obj.key)
@@ -311,7 +314,8 @@ class ObjectCopier:
     def _source_layout(self, skey: str, size: int, src_etag: str, *, max_part: int | None = None) -> PartLayout:
         """Copy in the source's own part layout when it can be known (so its ETag verifies what we
         read), else in ``part_size`` parts. The layout is confirmed when the store reports part 1's
-        size (or there is one part); otherwise it is the usual tools' whole-MiB guess."""
+        size (or there is one part); otherwise it is the likeliest of a few guesses, and the others
+        (or a confirmed size too large for the part buffers) are hashed on the side."""
         s = self.settings
         first: int | None = None
         if etag_part_count(src_etag):
@@ -329,7 +333,10 @@ class ObjectCopier:
             max_part = min(s.max_part_size, s.buffer_bytes)
         part = source_part_size(size, src_etag, first)
         confirmed = etag_part_count(src_etag) == 1 or (first is not None and part == first)
-        return plan_parts(size, s.part_size, source_part=part, max_part=max(MIN_PART, max_part), confirmed=confirmed)
+        layout = plan_parts(size, s.part_size, source_part=part, max_part=max(MIN_PART, max_part), confirmed=confirmed)
+        candidates = [part] if confirmed and part else guessed_part_sizes(size, src_etag)
+        others = tuple(p for p in candidates if not (layout.matches_source and p == layout.part_size))
+        return replace(layout, alternates=others, confirmed=confirmed)
 
     def copy_large(self, obj: ObjectInfo) -> CopyOutcome:
         """One GET streams the source in order; each part is read straight into its own buffer
@@ -363,6 +370,7 @@ class ObjectCopier:
         # SHA-256 the source recorded. Otherwise the part MD5s are the end-to-end check.
         full_md5 = hashlib.md5() if etag_part_count(src_etag) is None else None
         full_sha = hashlib.sha256() if recorded_sha else None
+        alternates = [PartHasher(p) for p in layout.alternates]  # other layouts the source may have
         part_md5s: list[bytes | None] = [None] * layout.count
         uploads: list[Future] = []
         part_failed = threading.Event()
@@ -408,6 +416,8 @@ class ObjectCopier:
                         full_md5.update(buf.view)
                     if full_sha is not None:
                         full_sha.update(buf.view)
+                    for hasher in alternates:
+                        hasher.update(buf.view)
                     uploads.append(self.part_pool.submit(upload, number, buf, held))
                 except BaseException:
                     buf.close()
@@ -426,7 +436,8 @@ class ObjectCopier:
                            full_sha.hexdigest() if full_sha else None)
         digests = [d for d in part_md5s if d is not None]
         expected = composite_etag(digests)
-        unchecked = check_source_parts(digests, layout, src_etag, recorded_sha256=recorded_sha)
+        own = [digests] if layout.matches_source else []
+        unchecked = check_source_parts(own + [h.digests() for h in alternates], layout, src_etag, recorded_sha256=recorded_sha)
         parts = [{"PartNumber": i, "ETag": f'"{d.hex()}"'} for i, d in enumerate(digests, 1)]
         try:
             done = self.dst.complete_multipart_upload(

@@ -8,9 +8,10 @@
   makes the PUT end short: the store never completes it and nothing becomes visible.
 - ``check_source_parts`` decides what a source written in parts can prove. Its ETag is an MD5 of
   part MD5s, so it checks the read only in the layout it was written with. A store that does not
-  report that layout leaves a guess; a guess that misses proves nothing, so the copy goes on
-  (the destination still has to hold exactly the bytes read) and says its read went unchecked,
-  instead of failing a good object on every run.
+  report that layout leaves guesses (a few likely part sizes, all hashed in the same read); if
+  none rebuilds the ETag that proves nothing, so the copy goes on (the destination still has to
+  hold exactly the bytes read) and says its read went unchecked, instead of failing a good object
+  on every run.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from tasks.part_streaming import PartLayout, composite_etag, etag_part_count
+from tasks.part_streaming import PartHasher, PartLayout, composite_etag, etag_part_count
 
 MIB = 1024 * 1024
 
@@ -40,27 +41,27 @@ def check_source_bytes(md5_hex: str | None, src_etag: str, recorded_sha256: str 
         raise VerificationFailed("bytes read from the source do not match their recorded llmr-sha256")
 
 
-def check_source_parts(part_md5s: list[bytes], layout: PartLayout, source_etag: str, *,
+def check_source_parts(part_md5s: list[list[bytes]], layout: PartLayout, source_etag: str, *,
                        recorded_sha256: str | None = None) -> str | None:
-    """Check the part MD5s of the bytes read against a source ETag written in parts. Raises when
-    the layout is confirmed and the ETag does not rebuild (the bytes are wrong). Returns why the
-    read went unchecked when the layout was guessed or unknown and no recorded SHA-256 checks it
-    instead; None when the read was checked (or the ETag is plain: see ``check_source_bytes``)."""
+    """Check the bytes read against a source ETag written in parts. ``part_md5s`` holds the part
+    MD5s of the bytes in each of ``layout.source_part_sizes``. Raises when the first layout is
+    confirmed and does not rebuild the ETag (the bytes are wrong). Returns why the read went
+    unchecked when no guess rebuilds it and no recorded SHA-256 checks it instead; None when the
+    read was checked (or the ETag is plain: see ``check_source_bytes``)."""
     count = etag_part_count(source_etag)
     if count is None:
         return None
-    if layout.matches_source:
-        composite = composite_etag(part_md5s)
-        if composite == source_etag:
-            return None
-        if layout.confirmed:
-            raise VerificationFailed(f"bytes read from the source do not match its multipart ETag {source_etag} (got {composite})")
-        reason = (f"source written in {count} parts: its store did not report their size, and the guess "
-                  f"({layout.part_size} bytes) does not rebuild its ETag")
-    else:
-        reason = (f"source written in {count} parts: read in parts of {layout.part_size} bytes, not its own "
-                  f"(unknown, or larger than the copy's part buffers), so its ETag cannot be rebuilt")
-    return None if recorded_sha256 else reason
+    composites = [composite_etag(digests) for digests in part_md5s]
+    if source_etag in composites:
+        return None
+    if layout.confirmed and composites:
+        raise VerificationFailed(f"bytes read from the source do not match its multipart ETag {source_etag} (got {composites[0]})")
+    if recorded_sha256:
+        return None
+    if composites:
+        tried = ", ".join(f"{size} bytes" for size in layout.source_part_sizes)
+        return f"source written in {count} parts: its store did not report their size, and no likely size ({tried}) rebuilds its ETag"
+    return f"source written in {count} parts of an unknown size, so its ETag cannot be rebuilt"
 
 
 class ExactReader:
@@ -119,6 +120,7 @@ class VerifyingReader(ExactReader):
         self._part_number = 1
         self._part_left = layout.bounds(1)[1] if layout.count else 0
         self._part_md5s: list[bytes] = []
+        self._alternates = [PartHasher(size) for size in layout.alternates]
         self._read_from_source = 0
         self._block = b""
         self._pos = 0
@@ -151,6 +153,8 @@ class VerifyingReader(ExactReader):
         if self._sha is not None:
             self._sha.update(block)
         self._part.update(block)
+        for hasher in self._alternates:
+            hasher.update(block)
         self._part_left -= len(block)
         self._read_from_source += len(block)
         if self._part_left == 0 and self._part_number <= self.layout.count:
@@ -179,8 +183,9 @@ class VerifyingReader(ExactReader):
 
     def _finish(self) -> None:
         try:
-            self.unchecked = check_source_parts(self._part_md5s, self.layout, self.source_etag,
-                                                recorded_sha256=self.recorded_sha256)
+            own = [self._part_md5s] if self.layout.matches_source else []
+            self.unchecked = check_source_parts(own + [h.digests() for h in self._alternates], self.layout,
+                                                self.source_etag, recorded_sha256=self.recorded_sha256)
             check_source_bytes(self._md5.hexdigest(), self.source_etag, self.recorded_sha256,
                                self._sha.hexdigest() if self._sha is not None else None)
         except VerificationFailed as exc:

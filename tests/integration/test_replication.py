@@ -138,31 +138,34 @@ def put_in_parts(client, bucket: str, key: str, data: bytes, part: int) -> None:
 def test_a_source_store_that_does_not_report_part_sizes_still_copies_and_names_the_unchecked_reads(
     platform: PlatformSettings, tmp_path: Path,
 ) -> None:
-    """Stores that ignore ``partNumber`` leave the part size of a source written in parts to a
-    guess (the smallest whole MiB that gives its part count). A wrong guess proves nothing about
-    the bytes, so the object is copied (the destination still checks every byte read) and listed
-    as an unchecked read, rather than failed on every run. A right guess checks the read."""
+    """Stores that ignore ``partNumber`` leave the part size of a source written in parts to
+    guesses: the common tools' sizes, then the smallest whole MiBs, all hashed in the one read.
+    A guess that rebuilds the ETag checks the read. When none does, that proves nothing about the
+    bytes, so the object is copied (the destination still checks every byte read) and listed as
+    an unchecked read, rather than failed on every run."""
     proxy = FaultProxy(platform.url(platform.region_a.s3_port), ignore_part_number=True).start()
     try:
         pair = make_pair(platform, "nopartsize", src_endpoint=proxy.url)
         rng = random.Random(31)
-        layouts = {  # key: (size, part size written with); guessed part size in the comment
-            "wrong-guess-in-parts.bin": (40 * MIB + 7, 16 * MIB),  # 3 parts: 14 MiB; above the threshold
-            "wrong-guess-one-put.bin": (20 * MIB + 7, 16 * MIB),  # 2 parts: 11 MiB; one streamed PUT
-            "right-guess.bin": (12 * MIB + 4, 5 * MIB),  # 3 parts: 5 MiB
+        layouts = {  # key: (size, part size written with); the guesses, likeliest first, in the comment
+            "odd-parts-in-parts.bin": (30 * MIB + 7, 22 * MIB),  # 16, 25, 17, 18 MiB; above the threshold
+            "odd-parts-one-put.bin": (20 * MIB + 7, 19 * MIB),  # 16, 11, 12, 13 MiB; one streamed PUT
+            "second-guess-in-parts.bin": (30 * MIB + 7, 17 * MIB),  # 17 MiB, hashed on the side
+            "third-guess-one-put.bin": (20 * MIB + 7, 12 * MIB),  # 12 MiB, hashed on the side
+            "first-guess.bin": (12 * MIB + 4, 5 * MIB),  # 5, 6 MiB
         }
         objects = {key: rng.randbytes(size) for key, (size, _) in layouts.items()}
         for key, (_, part) in layouts.items():
             put_in_parts(pair.a, platform.region_a.bucket, f"{pair.prefix}/{key}", objects[key], part)
 
-        report = replicate(params(pair, tmp_path, multipart_threshold_mib=32))
+        report = replicate(params(pair, tmp_path, multipart_threshold_mib=24))
         d = report.destinations[0]
         assert d.failed == [] and d.copied_objects == len(objects)
-        assert sorted(d.unchecked_reads) == ["wrong-guess-in-parts.bin", "wrong-guess-one-put.bin"]
+        assert sorted(d.unchecked_reads) == ["odd-parts-in-parts.bin", "odd-parts-one-put.bin"]
         assert proxy.counts["part_number_ignored"] >= len(objects)  # every part lookup went unanswered
         assert report.table_rows()[0]["unchecked_reads"] == 2
         assert_identical(pair, objects)
-        again = replicate(params(pair, tmp_path, multipart_threshold_mib=32))
+        again = replicate(params(pair, tmp_path, multipart_threshold_mib=24))
         assert (again.destinations[0].copied_objects, again.destinations[0].skipped_objects) == (0, len(objects))
     finally:
         proxy.stop()
@@ -172,7 +175,8 @@ def test_source_bytes_changed_on_the_wire_are_never_copied_on_any_path(platform:
     """A byte flipped in the source's answer (after the store computed its checksums) must fail
     the object on every copy path, and leave nothing at the destination: the bytes read are
     checked against the source's own ETag (plain, one part, or rebuilt from part MD5s)."""
-    corrupt = {"small-plain.bin", "small-one-part.bin", "medium-one-part.bin", "medium-parted.bin", "large-parted.bin"}
+    corrupt = {"small-plain.bin", "small-one-part.bin", "medium-one-part.bin", "medium-parted.bin", "large-parted.bin",
+               "large-big-parts.bin"}
     proxy = FaultProxy(platform.url(platform.region_a.s3_port),
                        corrupt_when=lambda r: r.method == "GET" and r.path.rsplit("/", 1)[-1] in corrupt).start()
     try:
@@ -181,15 +185,17 @@ def test_source_bytes_changed_on_the_wire_are_never_copied_on_any_path(platform:
         objects = {"small-plain.bin": rng.randbytes(3000), "small-one-part.bin": rng.randbytes(3000),
                    "medium-one-part.bin": rng.randbytes(4 * MIB + 100),  # streamed; its one part is under 5 MiB
                    "medium-parted.bin": rng.randbytes(12 * MIB + 4), "large-parted.bin": rng.randbytes(20 * MIB + 7),
+                   "large-big-parts.bin": rng.randbytes(40 * MIB + 3),  # 17 MiB parts: more than the 16 MiB buffers
                    "untouched.bin": rng.randbytes(3000)}
         bucket = platform.region_a.bucket
         for key in ("small-plain.bin", "untouched.bin"):
             pair.a.put_object(Bucket=bucket, Key=f"{pair.prefix}/{key}", Body=objects[key])
         for key in ("small-one-part.bin", "medium-one-part.bin", "medium-parted.bin", "large-parted.bin"):
             put_in_parts(pair.a, bucket, f"{pair.prefix}/{key}", objects[key], 5 * MIB)
+        put_in_parts(pair.a, bucket, f"{pair.prefix}/large-big-parts.bin", objects["large-big-parts.bin"], 17 * MIB)
 
         with pytest.raises(ReplicationIncomplete) as info:
-            replicate(params(pair, tmp_path, multipart_threshold_mib=16))
+            replicate(params(pair, tmp_path, multipart_threshold_mib=16, buffer_mib=16))
         d = info.value.report.destinations[0]
         errors = {f.key: f.error for f in d.failed}
         assert set(errors) == corrupt and d.copied_objects == 1
@@ -197,7 +203,7 @@ def test_source_bytes_changed_on_the_wire_are_never_copied_on_any_path(platform:
         assert proxy.counts["corrupted"] >= len(corrupt)
         assert set(list_keys(pair.b, platform.region_b.bucket, pair.prefix)) == {"untouched.bin"}
         proxy.corrupt_when = None  # the wire heals: the next run copies them
-        again = replicate(params(pair, tmp_path, multipart_threshold_mib=16))
+        again = replicate(params(pair, tmp_path, multipart_threshold_mib=16, buffer_mib=16))
         assert again.destinations[0].copied_objects == len(corrupt) and again.destinations[0].unchecked_reads == []
         assert_identical(pair, objects)
     finally:

@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import random
 import threading
 import time
 
@@ -11,14 +12,32 @@ from tasks.part_streaming import (
     MIB,
     ByteBudget,
     PartBuffer,
+    PartHasher,
     composite_etag,
     etag_part_count,
+    fits_layout,
+    guessed_part_sizes,
     plan_parts,
     readinto_exact,
     source_part_size,
 )
 from tasks.replication_copy import ExactReader, VerificationFailed
 from tasks.s3_listing import ListingPageError, parse_listing_page
+
+
+def test_part_hasher_gives_the_part_md5s_however_the_bytes_are_chunked() -> None:
+    data = random.Random(3).randbytes(10_000)
+    want = [hashlib.md5(data[i:i + 1024]).digest() for i in range(0, len(data), 1024)]
+    for chunk in (1, 100, 1024, 3000, 10_000):
+        hasher = PartHasher(1024)
+        for i in range(0, len(data), chunk):
+            hasher.update(data[i:i + chunk])
+        assert hasher.digests() == want
+    exact = PartHasher(1000)
+    exact.update(data)
+    assert len(exact.digests()) == 10  # no empty last part
+    with pytest.raises(ValueError):
+        PartHasher(0)
 
 
 def test_byte_budget_bounds_bytes_in_flight_and_clamps_oversized_requests() -> None:
@@ -60,6 +79,11 @@ def test_part_layout_follows_the_sources_parts_when_known() -> None:
     assert source_part_size(size, etag, first_part_size=17 * MIB) == 17 * MIB  # the store's answer wins
     assert source_part_size(size, etag, first_part_size=3 * MIB) == 16 * MIB  # inconsistent answer ignored
     assert source_part_size(size, "0" * 32) is None
+    # without the store's answer: the common tools' sizes first, then the smallest whole MiBs
+    assert guessed_part_sizes(40 * MIB + 7, "0" * 32 + "-3") == [16 * MIB, 14 * MIB, 15 * MIB, 17 * MIB]
+    assert guessed_part_sizes(100 * MIB, "0" * 32 + "-13") == [8 * MIB]
+    assert guessed_part_sizes(size, "0" * 32 + "-1") == [] and guessed_part_sizes(size, "0" * 32) == []
+    assert all(fits_layout(30 * MIB + 7, p, 2) for p in guessed_part_sizes(30 * MIB + 7, "0" * 32 + "-2"))
     layout = plan_parts(size, 8 * MIB, source_part=16 * MIB, max_part=64 * MIB)
     assert (layout.part_size, layout.count, layout.matches_source, layout.confirmed) == (16 * MIB, 8, True, False)
     assert plan_parts(size, 8 * MIB, source_part=16 * MIB, max_part=64 * MIB, confirmed=True).confirmed

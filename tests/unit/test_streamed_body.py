@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -133,17 +134,36 @@ def test_a_layout_not_known_to_be_the_sources_is_not_held_to_its_etag_and_says_s
     reader = VerifyingReader(io.BytesIO(DATA), other, source_etag="0" * 32 + "-4")
     sent, error = drain(reader)
     assert error is None and sent == DATA and reader.md5_hex == hashlib.md5(DATA).hexdigest()
-    assert reader.unchecked is not None and "written in 4 parts" in reader.unchecked and f"parts of {PART} bytes" in reader.unchecked
+    assert reader.unchecked is not None and "written in 4 parts of an unknown size" in reader.unchecked
 
 
-def test_a_wrong_guess_of_the_part_size_copies_a_good_source_and_reports_its_read_unchecked() -> None:
-    """A store that does not report part 1's size leaves a guess. A guess that does not rebuild the
-    ETag proves nothing about the bytes: failing would fail this good object on every run."""
+def test_wrong_guesses_of_the_part_size_copy_a_good_source_and_report_its_read_unchecked() -> None:
+    """A store that does not report part 1's size leaves guesses. Guesses that do not rebuild the
+    ETag prove nothing about the bytes: failing would fail this good object on every run."""
     real = parted_etag(DATA, PART)
-    reader = VerifyingReader(io.BytesIO(DATA), layout(part=PART - KIB, confirmed=False), source_etag=real, block=10 * KIB)
+    guessed = replace(layout(part=PART - KIB, confirmed=False), alternates=(PART + KIB,))
+    reader = VerifyingReader(io.BytesIO(DATA), guessed, source_etag=real, block=10 * KIB)
     sent, error = drain(reader)
     assert error is None and sent == DATA
-    assert reader.unchecked is not None and f"guess ({PART - KIB} bytes) does not rebuild its ETag" in reader.unchecked
+    assert reader.unchecked is not None
+    assert f"no likely size ({PART - KIB} bytes, {PART + KIB} bytes) rebuilds its ETag" in reader.unchecked
+
+
+def test_a_guess_hashed_on_the_side_checks_the_read() -> None:
+    """The likeliest guess is the layout the copy uses; the others are hashed in the same read."""
+    real = parted_etag(DATA, PART)
+    guessed = replace(layout(part=PART - KIB, confirmed=False), alternates=(PART + KIB, PART))
+    reader = VerifyingReader(io.BytesIO(DATA), guessed, source_etag=real, block=7 * KIB)
+    assert drain(reader) == (DATA, None) and reader.unchecked is None
+    wrong = bytearray(DATA)
+    wrong[PART + 5] ^= 1
+    reader = VerifyingReader(io.BytesIO(bytes(wrong)), guessed, source_etag=real, block=7 * KIB)
+    assert drain(reader) == (bytes(wrong), None) and reader.unchecked is not None  # unconfirmed: no proof either way
+    # a confirmed size too large for part buffers is hashed on the side, and holds the read to it
+    other = PartLayout(len(DATA), PART - KIB, 4, matches_source=False, confirmed=True, alternates=(PART,))
+    assert drain(VerifyingReader(io.BytesIO(DATA), other, source_etag=real)) == (DATA, None)
+    sent, error = drain(VerifyingReader(io.BytesIO(bytes(wrong)), other, source_etag=real))
+    assert isinstance(error, VerificationFailed) and len(sent) < len(DATA)
 
 
 def test_a_right_guess_checks_the_read_and_a_confirmed_layout_that_misses_fails_it() -> None:
@@ -157,13 +177,16 @@ def test_a_right_guess_checks_the_read_and_a_confirmed_layout_that_misses_fails_
 def test_check_source_parts_what_a_source_can_prove() -> None:
     digests = [hashlib.md5(DATA[i:i + PART]).digest() for i in range(0, len(DATA), PART)]
     etag = parted_etag(DATA, PART)
-    assert check_source_parts(digests, layout(), etag) is None
-    assert check_source_parts(digests, layout(), hashlib.md5(DATA).hexdigest()) is None  # plain ETag: checked by its MD5
+    assert check_source_parts([digests], layout(), etag) is None
+    assert check_source_parts([digests], layout(), hashlib.md5(DATA).hexdigest()) is None  # plain ETag: checked by its MD5
     with pytest.raises(VerificationFailed, match="multipart ETag"):
-        check_source_parts(digests[::-1], layout(), etag)
-    assert "does not rebuild" in (check_source_parts(digests[::-1], layout(confirmed=False), etag) or "")
+        check_source_parts([digests[::-1]], layout(), etag)
+    assert "rebuilds its ETag" in (check_source_parts([digests[::-1]], layout(confirmed=False), etag) or "")
+    two = replace(layout(confirmed=False), alternates=(PART + KIB,))
+    assert check_source_parts([digests[::-1], digests], two, etag) is None  # any guess that rebuilds it
     # a SHA-256 the source recorded checks the read instead (check_source_bytes compares it)
-    assert check_source_parts(digests[::-1], layout(confirmed=False), etag, recorded_sha256="ab" * 32) is None
+    assert check_source_parts([digests[::-1]], layout(confirmed=False), etag, recorded_sha256="ab" * 32) is None
+    assert "unknown size" in (check_source_parts([], PartLayout(len(DATA), PART, 4), etag) or "")
 
 
 class FakeClient:
