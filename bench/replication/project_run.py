@@ -1,7 +1,9 @@
 """One side of the benchmark: this project's `replicate` flow, in its own process (for peak RSS).
 
 Reads a JSON job on argv[1]; saves the two StorageTarget blocks, warms Prefect up with a run over
-an empty prefix (not timed), then times `replicate` and prints one JSON line with the figures.
+an empty prefix (not timed), then times `replicate` and prints one JSON line with the figures: wall
+time, the CPU-seconds of this process and of each server (``server_pids``) during the timed run,
+peak RSS.
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ import threading
 import time
 
 import psutil
+
+
+def server_cpu(servers: dict[str, psutil.Process]) -> dict[str, float]:
+    """CPU-seconds used so far by each server, with its child processes (Prefect's API runs in one)."""
+    return {name: sum(sum(p.cpu_times()[:2]) for p in [ps, *ps.children(recursive=True)]) for name, ps in servers.items()}
 
 
 def main() -> None:
@@ -41,15 +48,21 @@ def main() -> None:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    servers = {name: psutil.Process(pid) for name, pid in job.get("server_pids", {}).items()}
+    servers_before = server_cpu(servers)
+    cpu0 = sum(me.cpu_times()[:2])
     t0 = time.perf_counter()
     report = replicate(ReplicationParams(**common))
     elapsed = time.perf_counter() - t0
+    cpu = sum(me.cpu_times()[:2]) - cpu0
+    servers_cpu = {k: v - servers_before[k] for k, v in server_cpu(servers).items()}
     done.set()
     sampler.join()
     d = report.destinations[0]
     print(json.dumps({
-        "seconds": elapsed, "copied": d.copied_objects, "copied_bytes": d.copied_bytes, "skipped": d.skipped_objects,
-        "failed": d.failed_objects, "peak_rss": peak, "baseline_rss": baseline,
+        "seconds": elapsed, "cpu_seconds": cpu, "server_cpu_seconds": servers_cpu, "copied": d.copied_objects,
+        "copied_bytes": d.copied_bytes, "skipped": d.skipped_objects, "failed": d.failed_objects, "peak_rss": peak,
+        "baseline_rss": baseline,
     }))
 
 

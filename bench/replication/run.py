@@ -11,7 +11,8 @@ concurrency for both (16 transfers). Scenarios: (a) 5,000 objects of 4-64 KiB, (
 compares MD5/ETag. Each scenario starts with one untimed run of each tool (it syncs (c), and warms
 the destination moto up for (a) and (b): the first GiB it stores costs it page faults that would
 fall on whichever tool went first), then runs ``--rounds`` times (default 3), the two tools taking
-turns to go first, with both destinations emptied between rounds; the medians are compared. Prints every round, then objects/s and MiB/s
+turns to go first, with both destinations emptied between rounds; the medians are compared. Prints every
+round (with the CPU-seconds of the tool and of each server during each timed run), then objects/s and MiB/s
 of the median run, rclone_time / project_time of the medians and peak memory (RSS of each
 process, the highest round); last line: RESULT replication small=<r> large=<r> nochange=<r>.
 """
@@ -35,6 +36,8 @@ from pathlib import Path
 import boto3
 import psutil
 from botocore.config import Config
+
+from bench.replication.project_run import server_cpu
 
 ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
@@ -130,27 +133,34 @@ def rclone_env(src: str, dst: str) -> dict[str, str]:
     return env
 
 
-def run_rclone(src: str, dst: str, prefix: str) -> tuple[float, int]:
+def run_rclone(src: str, dst: str, prefix: str) -> tuple[float, int, float]:
     cmd = ["rclone", "sync", "--checksum", "--transfers", str(CONCURRENCY), "--checkers", str(CONCURRENCY),
            f"SRC:{SRC_BUCKET}/{prefix}", f"DST:{DST_BUCKET}/rclone/{prefix}"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=rclone_env(src, dst), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
+    peak, cpu = 0, 0.0
     ps = psutil.Process(proc.pid)
     while proc.poll() is None:
         try:
             peak = max(peak, ps.memory_info().rss)
+            cpu = sum(ps.cpu_times()[:2])  # the last sample before exit; rclone's last 20 ms are missed
         except psutil.Error:
             pass
         time.sleep(0.02)
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"rclone failed: {proc.stderr.read().decode()[-2000:]}")
-    return elapsed, peak
+    return elapsed, peak, cpu
 
 
-def run_project(src: str, dst: str, prefix: str, env: dict[str, str], resume_dir: str) -> dict:
-    job = {"src": {"url": f"s3://{SRC_BUCKET}/{prefix}", "endpoint": src},
+def cpu_line(tool: float, servers: dict[str, float]) -> str:
+    """Where a round's CPU went: on 2 cores the servers compete with the tool being measured."""
+    return f"tool {tool:5.2f}  " + "  ".join(f"{k} {v:5.2f}" for k, v in servers.items())
+
+
+def run_project(src: str, dst: str, prefix: str, env: dict[str, str], resume_dir: str,
+                server_pids: dict[str, int] | None = None) -> dict:
+    job = {"server_pids": server_pids or {}, "src": {"url": f"s3://{SRC_BUCKET}/{prefix}", "endpoint": src},
            "dst": {"url": f"s3://{DST_BUCKET}/project/{prefix}", "endpoint": dst},
            "concurrency": CONCURRENCY, "resume_dir": resume_dir}
     out = subprocess.run([sys.executable, "-m", "bench.replication.project_run", json.dumps(job)], cwd=ROOT, env=env,
@@ -207,6 +217,7 @@ def main() -> int:
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"})
     try:
         procs.append(start_prefect_server(api_port, work / "prefect", work / "prefect-server.log"))
+        servers = {"moto-src": procs[0].pid, "moto-dst": procs[1].pid, "prefect": procs[2].pid}
         a, b = client(src), client(dst)
         a.create_bucket(Bucket=SRC_BUCKET)
         b.create_bucket(Bucket=DST_BUCKET)
@@ -233,18 +244,26 @@ def main() -> int:
             p_runs, r_runs, baselines = [], [], []
             for n in range(rounds):
                 order = ("project", "rclone") if n % 2 == 0 else ("rclone", "project")
+                cpu = {}
                 for who in order:
                     if who == "project":
-                        p = run_project(src, dst, prefix, env, str(work / "resume"))
+                        p = run_project(src, dst, prefix, env, str(work / "resume"), servers)
                         expected = 0 if unchanged else count
                         if p["copied"] != expected:
                             raise SystemExit(f"{name} round {n + 1}: project copied {p['copied']}, expected {expected}")
                         p_runs.append((p["seconds"], p["peak_rss"]))
                         baselines.append(p["baseline_rss"])
+                        cpu[who] = cpu_line(p["cpu_seconds"], p["server_cpu_seconds"])  # the timed run only
                     else:
-                        r_runs.append(run_rclone(src, dst, prefix))
+                        before = server_cpu({k: psutil.Process(v) for k, v in servers.items()})
+                        secs, peak, tool_cpu = run_rclone(src, dst, prefix)
+                        after = server_cpu({k: psutil.Process(v) for k, v in servers.items()})
+                        r_runs.append((secs, peak))
+                        cpu[who] = cpu_line(tool_cpu, {k: after[k] - before[k] for k in before})
                 print(f"{name:9s} round {n + 1} ({order[0]} first): project {p_runs[-1][0]:6.2f} s, "
                       f"rclone {r_runs[-1][0]:6.2f} s, ratio {r_runs[-1][0] / p_runs[-1][0]:.2f}", flush=True)
+                for who in ("project", "rclone"):
+                    print(f"{'':9s}   CPU-s during the {who} run: {cpu[who]}", flush=True)
                 if not unchanged and n < rounds - 1:  # the next round copies everything again
                     clear_prefix(b, f"project/{prefix}")
                     clear_prefix(b, f"rclone/{prefix}")
