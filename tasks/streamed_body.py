@@ -114,13 +114,11 @@ class VerifyingReader(ExactReader):
         self.error: VerificationFailed | None = None
         self.unchecked: str | None = None
         self._block_size = max(1, block)
-        self._md5 = hashlib.md5()
         self._sha = hashlib.sha256() if recorded_sha256 else None
-        self._part = hashlib.md5()
-        self._part_number = 1
-        self._part_left = layout.bounds(1)[1] if layout.count else 0
-        self._part_md5s: list[bytes] = []
+        self._parts = PartHasher(layout.bounds(1)[1] if layout.count else 1)
         self._alternates = [PartHasher(size) for size in layout.alternates]
+        self._md5: Any = hashlib.md5() if layout.size == 0 else None  # taken over from part 1's hash
+        self._part1_left = layout.bounds(1)[1] if layout.count else 0
         self._read_from_source = 0
         self._block = b""
         self._pos = 0
@@ -146,27 +144,21 @@ class VerifyingReader(ExactReader):
         return chunk
 
     def _next_block(self) -> None:
-        want = min(self._block_size, self._part_left or self.size - self._read_from_source)
+        want = min(self._block_size, self.size - self._read_from_source)
+        if self._md5 is None:  # part 1 ends on a block boundary, where its hash becomes the full-object hash
+            want = min(want, self._part1_left)
+            self._part1_left -= want
         block = self._read_exact(want)
-        if self._part_number > 1:
-            self._md5.update(block)  # part 1's bytes reach it through the part hasher's state
+        if self._md5 is not None:
+            self._md5.update(block)
         if self._sha is not None:
             self._sha.update(block)
-        self._part.update(block)
+        self._parts.update(block)
         for hasher in self._alternates:
             hasher.update(block)
-        self._part_left -= len(block)
+        if self._md5 is None and self._part1_left == 0:
+            self._md5 = self._parts.first_part.copy()
         self._read_from_source += len(block)
-        if self._part_left == 0 and self._part_number <= self.layout.count:
-            if self._part_number == 1:
-                # MD5 runs over bytes in order from one starting state, so after part 1 the
-                # full-object hash *is* the part hash: hand its state on instead of hashing twice.
-                self._md5 = self._part.copy()
-            self._part_md5s.append(self._part.digest())
-            self._part = hashlib.md5()
-            self._part_number += 1
-            if self._part_number <= self.layout.count:
-                self._part_left = self.layout.bounds(self._part_number)[1]
         if self._read_from_source == self.size:
             self._finish()  # before the last block leaves: a source that does not verify never completes the PUT
         self._block, self._pos = block, 0
@@ -183,7 +175,7 @@ class VerifyingReader(ExactReader):
 
     def _finish(self) -> None:
         try:
-            own = [self._part_md5s] if self.layout.matches_source else []
+            own = [self._parts.digests()] if self.layout.matches_source else []
             self.unchecked = check_source_parts(own + [h.digests() for h in self._alternates], self.layout,
                                                 self.source_etag, recorded_sha256=self.recorded_sha256)
             check_source_bytes(self._md5.hexdigest(), self.source_etag, self.recorded_sha256,
