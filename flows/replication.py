@@ -40,6 +40,7 @@ from tasks.task_runners import TaskRunnerSettings, check_task_runner, iter_batch
 REPORT_ARTIFACT_KEY = "replication-report"
 PROGRESS_ARTIFACT_KEY = "replication-progress"
 FAILURES_ARTIFACT_KEY = "replication-failures"
+FAILURES_ARTIFACT_ROWS = 1000  # a table the UI can still show; the returned report keeps every failure
 STATUS_ARTIFACT_KEY = "replication-status"
 EVENT_PREFIX = "llm-resilience.replication"
 
@@ -264,7 +265,11 @@ def publish_report(report: ReplicationReport) -> None:
     )
     failed = report.failed_rows()
     if failed:
-        create_table_artifact(key=FAILURES_ARTIFACT_KEY, table=failed[:1000], description="Objects this run could not replicate")
+        shown = failed[:FAILURES_ARTIFACT_ROWS]
+        what = "Objects this run could not replicate" if len(shown) == len(failed) else (
+            f"The first {len(shown):,} of the {len(failed):,} objects this run could not replicate "
+            "(the run's report lists them all)")
+        create_table_artifact(key=FAILURES_ARTIFACT_KEY, table=shown, description=what)
 
 
 def _resource(d: DestinationReport) -> dict[str, str]:
