@@ -83,10 +83,16 @@ def start_process(
 
 
 def stop_process(record: PidRecord, *, timeout_s: float = 10.0) -> bool:
-    """SIGTERM the process group we started, SIGKILL it after ``timeout_s``. True if it was running."""
+    """SIGTERM the process group we started, SIGKILL it after ``timeout_s``; then its descendants
+    that left the group (a Prefect process worker starts each flow run in a session of its own,
+    and leaves it running when the worker stops). True if it was running."""
     proc = live_process(record)
     if proc is None:
         return False
+    try:  # taken before the signal: once the parent is gone, its children belong to init
+        descendants = proc.children(recursive=True)
+    except psutil.Error:
+        descendants = []
     group = _own_group(record.pid)
     _signal(record.pid, group, signal.SIGCONT)  # a drill may have left it stopped (SIGSTOP)
     _signal(record.pid, group, signal.SIGTERM)
@@ -100,7 +106,28 @@ def stop_process(record: PidRecord, *, timeout_s: float = 10.0) -> bool:
             pass
     if group:
         _reap_group(record.pid, timeout_s)
+    _stop_strays(descendants, timeout_s)
     return True
+
+
+def _stop_strays(processes: list[psutil.Process], timeout_s: float) -> None:
+    """SIGTERM, then SIGKILL after ``timeout_s``, each of ``processes`` still running. psutil
+    checks each one's start time, so a PID reused since the list was taken is never signalled."""
+    alive = []
+    for proc in processes:
+        try:
+            proc.send_signal(signal.SIGCONT)
+            proc.terminate()
+            alive.append(proc)
+        except psutil.Error:
+            pass
+    _, still = psutil.wait_procs(alive, timeout=timeout_s)
+    for proc in still:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(still, timeout=5)
 
 
 def _own_group(pid: int) -> bool:

@@ -1,3 +1,4 @@
+import os
 import socket
 import sys
 import time
@@ -53,6 +54,30 @@ def test_stop_takes_the_children_of_the_process_group_too(tmp_path: Path) -> Non
     assert stop_process(record) is True
     for child in children:
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+
+
+def test_stop_takes_descendants_that_left_the_group(tmp_path: Path) -> None:
+    """A Prefect process worker starts each flow run in a session of its own; stopping the
+    worker must not leave those runs behind, orphaned."""
+    script = ("import subprocess, sys, time; "
+              "subprocess.Popen(['sleep', '60'], start_new_session=True); "
+              "subprocess.Popen([sys.executable, '-c', 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'], start_new_session=True); "
+              "time.sleep(60)")
+    record = _start(tmp_path, [sys.executable, "-c", script])
+    deadline = time.time() + 10
+    while len(psutil.Process(record.pid).children()) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    strays = psutil.Process(record.pid).children()
+    try:
+        assert len(strays) == 2 and all(os.getpgid(c.pid) != record.pid for c in strays)  # outside the group
+        assert stop_process(record, timeout_s=1) is True
+        for child in strays:  # one went on SIGTERM, the one ignoring it on SIGKILL
+            assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    finally:
+        stop_process(record)
+        for child in strays:
+            if child.is_running():
+                child.kill()
 
 
 def test_stop_kills_a_process_that_ignores_sigterm(tmp_path: Path) -> None:
