@@ -68,6 +68,9 @@ class PlatformSettings(BaseSettings):
     # worker_limit flow runs at once (none: no limit; a limit spreads a burst of runs over the workers).
     workers: int = Field(default=1, ge=1, le=16)
     worker_limit: int | None = Field(default=None, ge=1)
+    # Scheduled runs more than this late when the first worker starts were missed while the
+    # platform was down: they are cancelled, not all run at once (see stack/missed_runs.py).
+    missed_run_grace_s: float = Field(default=600, ge=0)
     # Flow runs emit a heartbeat every flow_heartbeat_s (Prefect's minimum is 30); the automation
     # "crash zombie flow runs" marks a Running run Crashed after zombie_after_s without one.
     flow_heartbeat_s: int = Field(default=30, ge=30)

@@ -52,7 +52,8 @@ class Component:
     config_files: dict[Path, str] = field(default_factory=dict)
     dirs: tuple[Path, ...] = ()  # created before start
     depends_on: tuple[str, ...] = ()
-    prepare: Callable[[], None] | None = None  # one-time setup before start (e.g. initdb)
+    # setup before each start (e.g. initdb); it may report a line through the callable it is given
+    prepare: Callable[[Callable[[str], None]], None] | None = None
 
 
 def _venv_bin(name: str) -> str:
@@ -116,7 +117,20 @@ def _worker(settings: PlatformSettings, index: int) -> Component:
         ready=lambda: prefect_worker_online(settings.prefect_api_url, settings.work_pool, name),
         env=settings.prefect_env(),
         depends_on=("prefect-server",),
+        prepare=(lambda progress: _skip_missed_runs(settings, progress)) if index == 1 else None,
     )
+
+
+def _skip_missed_runs(settings: PlatformSettings, progress: Callable[[str], None]) -> None:
+    """Before the first worker starts: cancel the scheduled runs missed while the platform was down."""
+    import httpx
+
+    from deployments.stack.missed_runs import cancel_missed_runs
+
+    try:
+        cancel_missed_runs(settings.prefect_api_url, settings.missed_run_grace_s, progress=progress)
+    except httpx.HTTPError as exc:  # the worker matters more: it starts, and the runs are its to take
+        progress(f"could not look for scheduled runs missed while the platform was down: {exc}")
 
 
 def _postgres(settings: PlatformSettings) -> Component:
@@ -130,7 +144,7 @@ def _postgres(settings: PlatformSettings) -> Component:
         ready=lambda: postgres_accepting(settings.host, settings.postgres_port),
         binary=pg_bin("postgres"),
         package="postgresql",
-        prepare=lambda: ensure_cluster(settings),
+        prepare=lambda _progress: ensure_cluster(settings),
     )
 
 

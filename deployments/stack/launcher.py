@@ -135,7 +135,7 @@ class Launcher:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
         if comp.prepare is not None:
-            comp.prepare()
+            comp.prepare(self._progress)
         self._progress(f"starting {comp.name} ...")
         start_process(comp.name, comp.argv, env=comp.env, log_path=self.log_path(comp.name), pid_path=self.pid_path(comp.name))
 
