@@ -233,12 +233,13 @@ def apply_automations(settings: PlatformSettings) -> list[str]:
         names = []
         for automation in declared(client, settings):
             existing = client.read_automations_by_name(automation.name)
-            core = AutomationCore(**automation.model_dump(exclude={"id"}))
             if existing:
-                client.update_automation(existing[0].id, core)
+                # the server's update schema has no owner_resource (an owner is set at creation) and
+                # refuses it even as null, so a second `make deploy` must not send it
+                client.update_automation(existing[0].id, AutomationCore(**automation.model_dump(exclude={"id", "owner_resource"})))
                 for duplicate in existing[1:]:
                     client.delete_automation(duplicate.id)
             else:
-                client.create_automation(core)
+                client.create_automation(AutomationCore(**automation.model_dump(exclude={"id"})))
             names.append(automation.name)
         return names

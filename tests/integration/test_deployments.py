@@ -63,3 +63,22 @@ def test_the_server_schedules_runs_of_scheduled_deployments(deployed: PlatformSe
             time.sleep(2)
         client.pause_deployment(health.id)  # pausing also deletes the runs it had scheduled
     assert scheduled, "no Scheduled run of health-check/health-check within 120 s of deploying it"
+
+
+def test_deploying_again_updates_the_automations_in_place(deployed: PlatformSettings) -> None:
+    """A second `make deploy` (or `make demo`) on the same server: each declared automation is
+    updated where it is, edits undone, none duplicated (the server's update schema refused the
+    first version of this)."""
+    from deployments.automations import apply_automations
+
+    with get_client(sync_client=True) as client:
+        before = {a.name: a for a in client.read_automations() if a.name.startswith("llm-resilience")}
+        assert before, "make deploy declared no automations"
+        edited = next(iter(before.values()))
+        client.pause_automation(edited.id)  # an operator's edit in the UI
+        names = apply_automations(deployed)
+        after = {a.name: a for a in client.read_automations() if a.name.startswith("llm-resilience")}
+        assert sorted(names) == sorted(before) == sorted(after)
+        assert len([a for a in client.read_automations() if a.name in names]) == len(names)  # no duplicates
+        assert all(after[n].id == before[n].id for n in names)
+        assert after[edited.name].enabled is True
