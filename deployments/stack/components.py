@@ -128,7 +128,7 @@ def _skip_missed_runs(settings: PlatformSettings, progress: Callable[[str], None
     from deployments.stack.missed_runs import cancel_missed_runs
 
     try:
-        cancel_missed_runs(settings.prefect_api_url, settings.missed_run_grace_s, progress=progress)
+        cancel_missed_runs(settings.prefect_api_url, settings.missed_run_grace_s, settings.work_pool, progress=progress)
     except httpx.HTTPError as exc:  # the worker matters more: it starts, and the runs are its to take
         progress(f"could not look for scheduled runs missed while the platform was down: {exc}")
 

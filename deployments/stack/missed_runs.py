@@ -38,11 +38,12 @@ def _due(run: dict[str, Any]) -> dt.datetime | None:
     return dt.datetime.fromisoformat(when) if when else None
 
 
-def _scheduled_before(client: httpx.Client, cutoff: dt.datetime) -> Iterator[dict[str, Any]]:
+def _scheduled_before(client: httpx.Client, cutoff: dt.datetime, work_pool: str) -> Iterator[dict[str, Any]]:
     offset = 0
     while True:
         response = client.post("/flow_runs/filter", json={
             "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}, "expected_start_time": {"before_": cutoff.isoformat()}},
+            "work_pools": {"name": {"any_": [work_pool]}},
             "sort": "EXPECTED_START_TIME_ASC", "limit": PAGE, "offset": offset,
         })
         response.raise_for_status()
@@ -53,12 +54,13 @@ def _scheduled_before(client: httpx.Client, cutoff: dt.datetime) -> Iterator[dic
         offset += PAGE
 
 
-def cancel_missed_runs(api_url: str, grace_s: float, *, now: dt.datetime | None = None,
+def cancel_missed_runs(api_url: str, grace_s: float, work_pool: str, *, now: dt.datetime | None = None,
                        progress: Callable[[str], None] = lambda _msg: None, timeout_s: float = 30.0) -> int:
-    """Cancel every Scheduled run due more than ``grace_s`` ago; returns how many were cancelled."""
+    """Cancel every Scheduled run of ``work_pool`` (the pool the starting worker serves; other
+    pools' runs are not ours to judge) due more than ``grace_s`` ago; returns how many."""
     now = now or dt.datetime.now(dt.UTC)
     with httpx.Client(base_url=api_url.rstrip("/"), timeout=timeout_s) as client:
-        stale = missed(list(_scheduled_before(client, now - dt.timedelta(seconds=grace_s))), now, grace_s)
+        stale = missed(list(_scheduled_before(client, now - dt.timedelta(seconds=grace_s), work_pool)), now, grace_s)
         for run in stale:
             due = _due(run)
             response = client.post(f"/flow_runs/{run['id']}/set_state", json={
@@ -69,6 +71,6 @@ def cancel_missed_runs(api_url: str, grace_s: float, *, now: dt.datetime | None 
             response.raise_for_status()
     if stale:
         oldest = min(d for d in (_due(r) for r in stale) if d is not None)
-        progress(f"cancelled {len(stale)} scheduled flow run(s) missed while the platform was down "
+        progress(f"cancelled {len(stale)} scheduled flow run(s) of work pool {work_pool} missed while the platform was down "
                  f"(the oldest due {oldest:%Y-%m-%d %H:%M} UTC); each deployment's next scheduled run goes ahead")
     return len(stale)

@@ -18,29 +18,36 @@ pytestmark = pytest.mark.integration
 
 
 def test_runs_missed_while_the_platform_was_down_are_cancelled_and_the_rest_left(platform: PlatformSettings) -> None:
-    pool = f"llmr-missed-{uuid.uuid4().hex[:6]}"  # no worker polls it: the runs stay as they are put
+    """Only the starting worker's pool is judged: a late run of another pool is not ours."""
+    pools = [f"llmr-missed-{uuid.uuid4().hex[:6]}" for _ in range(2)]  # no worker polls them: runs stay as put
+    ours, other = pools
     now = dt.datetime.now(dt.UTC)
+    due = {"hours-late": now - dt.timedelta(hours=5), "a-little-late": now - dt.timedelta(minutes=2),
+           "not-yet-due": now + dt.timedelta(hours=1)}
     ids: dict[str, object] = {}
-    deployment_id = None
+    deployments = []
     with get_client(sync_client=True) as client:
-        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
         try:
-            flow_id = client.create_flow_from_name(f"missed-probe-{pool}")
-            deployment_id = client.create_deployment(flow_id=flow_id, name="missed-probe", work_pool_name=pool)
-            due = {"hours-late": now - dt.timedelta(hours=5), "a-little-late": now - dt.timedelta(minutes=2),
-                   "not-yet-due": now + dt.timedelta(hours=1)}
+            for pool in pools:
+                client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+                flow_id = client.create_flow_from_name(f"missed-probe-{pool}")
+                deployments.append(client.create_deployment(flow_id=flow_id, name="missed-probe", work_pool_name=pool))
             for name, when in due.items():
-                ids[name] = client.create_flow_run_from_deployment(deployment_id, state=Scheduled(scheduled_time=when)).id
+                ids[name] = client.create_flow_run_from_deployment(deployments[0], state=Scheduled(scheduled_time=when)).id
+            ids["other-pool-hours-late"] = client.create_flow_run_from_deployment(
+                deployments[1], state=Scheduled(scheduled_time=due["hours-late"])).id
             seen: list[str] = []
-            cancelled = cancel_missed_runs(platform.prefect_api_url, 600, progress=seen.append)
+            cancelled = cancel_missed_runs(platform.prefect_api_url, 600, ours, progress=seen.append)
             states = {name: client.read_flow_run(run_id).state for name, run_id in ids.items()}
         finally:
             for run_id in ids.values():
                 client.delete_flow_run(run_id)
-            if deployment_id is not None:
+            for deployment_id in deployments:
                 client.delete_deployment(deployment_id)
-            client.delete_work_pool(pool)
+            for pool in pools:
+                client.delete_work_pool(pool)
     assert states["hours-late"].type.value == "CANCELLED"
     assert states["hours-late"].message.startswith(f"missed: due at {due['hours-late']:%Y-%m-%d %H:%M} UTC while the platform was down")
     assert states["a-little-late"].type.value == "SCHEDULED" and states["not-yet-due"].type.value == "SCHEDULED"
-    assert cancelled >= 1 and seen and f"cancelled {cancelled} scheduled flow run(s) missed" in seen[0]
+    assert states["other-pool-hours-late"].type.value == "SCHEDULED"
+    assert cancelled == 1 and seen == [seen[0]] and f"cancelled 1 scheduled flow run(s) of work pool {ours} missed" in seen[0]
