@@ -175,8 +175,7 @@ class ObjectCopier:
         recorded_sha = (got.get("Metadata") or {}).get(META_SHA256)
         check_source_bytes(md5.hexdigest(), src_etag, recorded_sha, sha)
         one_part = etag_part_count(src_etag) == 1  # its only part is the whole object
-        unchecked = check_source_parts([[md5.digest()]] if one_part else [],
-                                       PartLayout(len(body), max(len(body), 1), 1, one_part, one_part),
+        unchecked = check_source_parts([md5.digest()], [], PartLayout(len(body), max(len(body), 1), 1, one_part, one_part),
                                        src_etag, recorded_sha256=recorded_sha)
         metadata = {META_SOURCE_ETAG: src_etag, META_SHA256: sha, META_MD5: md5.hexdigest()}
         key = self.destination.full_key(obj.key)
@@ -436,8 +435,7 @@ class ObjectCopier:
                            full_sha.hexdigest() if full_sha else None)
         digests = [d for d in part_md5s if d is not None]
         expected = composite_etag(digests)
-        own = [digests] if layout.matches_source else []
-        unchecked = check_source_parts(own + [h.digests() for h in alternates], layout, src_etag, recorded_sha256=recorded_sha)
+        unchecked = check_source_parts(digests, [h.digests() for h in alternates], layout, src_etag, recorded_sha256=recorded_sha)
         parts = [{"PartNumber": i, "ETag": f'"{d.hex()}"'} for i, d in enumerate(digests, 1)]
         try:
             done = self.dst.complete_multipart_upload(

@@ -41,16 +41,18 @@ def check_source_bytes(md5_hex: str | None, src_etag: str, recorded_sha256: str 
         raise VerificationFailed("bytes read from the source do not match their recorded llmr-sha256")
 
 
-def check_source_parts(part_md5s: list[list[bytes]], layout: PartLayout, source_etag: str, *,
+def check_source_parts(own: list[bytes], alternates: list[list[bytes]], layout: PartLayout, source_etag: str, *,
                        recorded_sha256: str | None = None) -> str | None:
-    """Check the bytes read against a source ETag written in parts. ``part_md5s`` holds the part
-    MD5s of the bytes in each of ``layout.source_part_sizes``. Raises when the first layout is
-    confirmed and does not rebuild the ETag (the bytes are wrong). Returns why the read went
-    unchecked when no guess rebuilds it and no recorded SHA-256 checks it instead; None when the
-    read was checked (or the ETag is plain: see ``check_source_bytes``)."""
+    """Check the bytes read against a source ETag written in parts. ``own`` holds the part MD5s
+    of the bytes cut in ``layout`` (used only when ``layout.matches_source``), ``alternates`` those
+    in each of ``layout.alternates``. Raises when the first layout is confirmed and does not
+    rebuild the ETag (the bytes are wrong). Returns why the read went unchecked when no guess
+    rebuilds it and no recorded SHA-256 checks it instead; None when the read was checked (or the
+    ETag is plain: see ``check_source_bytes``)."""
     count = etag_part_count(source_etag)
     if count is None:
         return None
+    part_md5s = ([own] if layout.matches_source else []) + alternates
     composites = [composite_etag(digests) for digests in part_md5s]
     if source_etag in composites:
         return None
@@ -175,9 +177,8 @@ class VerifyingReader(ExactReader):
 
     def _finish(self) -> None:
         try:
-            own = [self._parts.digests()] if self.layout.matches_source else []
-            self.unchecked = check_source_parts(own + [h.digests() for h in self._alternates], self.layout,
-                                                self.source_etag, recorded_sha256=self.recorded_sha256)
+            self.unchecked = check_source_parts(self._parts.digests(), [h.digests() for h in self._alternates],
+                                                self.layout, self.source_etag, recorded_sha256=self.recorded_sha256)
             check_source_bytes(self._md5.hexdigest(), self.source_etag, self.recorded_sha256,
                                self._sha.hexdigest() if self._sha is not None else None)
         except VerificationFailed as exc:

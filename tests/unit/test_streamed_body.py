@@ -177,16 +177,20 @@ def test_a_right_guess_checks_the_read_and_a_confirmed_layout_that_misses_fails_
 def test_check_source_parts_what_a_source_can_prove() -> None:
     digests = [hashlib.md5(DATA[i:i + PART]).digest() for i in range(0, len(DATA), PART)]
     etag = parted_etag(DATA, PART)
-    assert check_source_parts([digests], layout(), etag) is None
-    assert check_source_parts([digests], layout(), hashlib.md5(DATA).hexdigest()) is None  # plain ETag: checked by its MD5
+    assert check_source_parts(digests, [], layout(), etag) is None
+    assert check_source_parts(digests, [], layout(), hashlib.md5(DATA).hexdigest()) is None  # plain ETag: checked by its MD5
     with pytest.raises(VerificationFailed, match="multipart ETag"):
-        check_source_parts([digests[::-1]], layout(), etag)
-    assert "rebuilds its ETag" in (check_source_parts([digests[::-1]], layout(confirmed=False), etag) or "")
+        check_source_parts(digests[::-1], [], layout(), etag)
+    assert "rebuilds its ETag" in (check_source_parts(digests[::-1], [], layout(confirmed=False), etag) or "")
     two = replace(layout(confirmed=False), alternates=(PART + KIB,))
-    assert check_source_parts([digests[::-1], digests], two, etag) is None  # any guess that rebuilds it
+    assert check_source_parts(digests[::-1], [digests], two, etag) is None  # any guess that rebuilds it
+    # a layout that cannot be the source's: its own part MD5s prove nothing, only the alternates count
+    apart = replace(layout(confirmed=False), matches_source=False, alternates=(PART + KIB,))
+    assert "rebuilds its ETag" in (check_source_parts(digests, [digests[::-1]], apart, etag) or "")
+    assert check_source_parts(digests[::-1], [digests], apart, etag) is None
     # a SHA-256 the source recorded checks the read instead (check_source_bytes compares it)
-    assert check_source_parts([digests[::-1]], layout(confirmed=False), etag, recorded_sha256="ab" * 32) is None
-    assert "unknown size" in (check_source_parts([], PartLayout(len(DATA), PART, 4), etag) or "")
+    assert check_source_parts(digests[::-1], [], layout(confirmed=False), etag, recorded_sha256="ab" * 32) is None
+    assert "unknown size" in (check_source_parts([], [], PartLayout(len(DATA), PART, 4), etag) or "")
 
 
 class FakeClient:
