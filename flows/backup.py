@@ -370,7 +370,7 @@ def _prune(params: PruneParams) -> PruneResult:
             repo.adopt_unindexed_packs()
         plan, kept = plan_prune(repo, params.policy, params.repack_threshold)
         if lock is not None:
-            execute_prune(repo, plan, kept)
+            execute_prune(repo, plan, kept, lock.check)
     finally:
         if lock is not None:
             lock.release()

@@ -301,8 +301,7 @@ def run_backup(
         manifest = Manifest(time=started, parent=parent_id, tool="llm-resilience 0.1.0", hostname=socket.gethostname(),
                             tags=tags or [], sources=infos, files=entries, newest_data_time=started,
                             totals={"files": len(entries), "bytes": sum(e.size for e in entries)})
-        if not lock.valid():
-            raise RuntimeError("backup lock expired before the manifest was written")
+        lock.check()
         sid = repo.save_snapshot(manifest)
     finally:
         lock.release()

@@ -29,5 +29,10 @@ class RepositoryLocked(NonRetryableError):
     """Another run holds a lock that conflicts with this one (prune vs backup)."""
 
 
+class LockLost(NonRetryableError):
+    """This run's lease on the repository lapsed (or its lock was removed): a prune or backup may
+    have run meanwhile, so nothing it did under the lease is trusted and it writes nothing more."""
+
+
 class DrillThresholdExceeded(NonRetryableError):
     """A restore drill measured an RTO or RPO above its threshold."""

@@ -151,9 +151,13 @@ def plan_prune(repo: Repository, policy: RetentionPolicy, repack_threshold: floa
     return PrunePlan(keep, forget, delete, repack, freed, repacked), kept
 
 
-def execute_prune(repo: Repository, plan: PrunePlan, kept: dict[str, Manifest]) -> PrunePlan:
-    """Apply a plan: manifests, then repacked copies and a consolidated index, then old index files and packs."""
+def execute_prune(repo: Repository, plan: PrunePlan, kept: dict[str, Manifest],
+                  still_locked: Callable[[], None] = lambda: None) -> PrunePlan:
+    """Apply a plan: manifests, then repacked copies and a consolidated index, then old index files and packs.
+    ``still_locked`` raises if the prune's lease lapsed: a backup may have started since the plan
+    was made and deduplicated against packs it would delete, so nothing more is removed."""
     plan.dry_run = False
+    still_locked()
     for sid in plan.forget:
         with store_errors(f"snapshot {sid}"), contextlib.suppress(FileNotFoundError):
             repo.fs.rm_file(repo.snapshot_path(sid))
@@ -171,6 +175,7 @@ def execute_prune(repo: Repository, plan: PrunePlan, kept: dict[str, Manifest]) 
     consolidated = {p: e for p, e in repo.pack_entries.items() if p not in gone}
     new_index = repo.write_index(consolidated)
     keep_files = {repo.index_path(new_index)} if new_index else set()
+    still_locked()
     for path in old_index_files:
         if path not in keep_files:
             with store_errors(path), contextlib.suppress(FileNotFoundError):
@@ -180,6 +185,7 @@ def execute_prune(repo: Repository, plan: PrunePlan, kept: dict[str, Manifest]) 
         if path not in keep_files and path not in old_index_files:
             with store_errors(path), contextlib.suppress(FileNotFoundError):
                 repo.fs.rm_file(path)
+    still_locked()
     for pack_id in sorted(gone):
         with store_errors(f"pack {pack_id}"), contextlib.suppress(FileNotFoundError):
             repo.fs.rm_file(repo.pack_path(pack_id))

@@ -24,6 +24,7 @@ import zstandard
 
 from tasks.backup_errors import (
     CorruptObject,
+    LockLost,
     RepositoryError,
     RepositoryLocked,
     RepositoryUnreachable,
@@ -304,6 +305,17 @@ class Repository:
         return matches[0], self.load_snapshot(matches[0])
 
     def save_snapshot(self, manifest: Manifest) -> str:
+        """Write a manifest, but only over chunks the index holds: a snapshot naming a chunk that
+        was never stored (or never indexed) would report a backup that cannot be restored."""
+        missing = manifest.referenced_chunks - self.index.keys()
+        if missing:  # batches run elsewhere write index files this process has not read yet
+            self.load_index()
+            missing = manifest.referenced_chunks - self.index.keys()
+        if missing:
+            raise RepositoryError(
+                f"snapshot not written to {self.url}: {len(missing)} of its {len(manifest.referenced_chunks)} chunks "
+                f"are in no indexed pack (e.g. {sorted(missing)[0][:16]}); re-run the backup"
+            )
         data = manifest.to_bytes()
         sid = snapshot_id(data)
         with store_errors(f"snapshot {sid}"):
@@ -321,8 +333,8 @@ class Repository:
                     continue  # removed meanwhile, or torn: a torn lock is not a valid lease
         return locks
 
-    def acquire_lock(self, kind: str, owner: str = "") -> RepoLock:
-        lock = RepoLock(self, kind, owner or f"{socket.gethostname()}:{os.getpid()}")
+    def acquire_lock(self, kind: str, owner: str = "", lease: timedelta = LOCK_LEASE) -> RepoLock:
+        lock = RepoLock(self, kind, owner or f"{socket.gethostname()}:{os.getpid()}", lease)
         lock.write()
         now = datetime.now(UTC)
         for path, doc in self._locks():
@@ -334,6 +346,7 @@ class Repository:
                     f"repository {self.url} is locked by a running {doc.get('kind')} ({doc.get('owner')}, "
                     f"lease until {doc.get('expires_at')}); {kind} refused to avoid a prune/backup race"
                 )
+        lock.renew_in_background()
         return lock
 
     def remove_expired_locks(self) -> int:
@@ -347,29 +360,76 @@ class Repository:
 
 
 class RepoLock:
-    """A lease on the repository; `refresh()` extends it, `valid()` says whether it still holds."""
+    """A lease on the repository. It holds only while it is renewed in time: a backup whose lease
+    lapsed may have let a prune delete packs it deduplicated against (and a prune whose lease
+    lapsed may have let a backup in), so a lapsed lease is lost for good, never quietly renewed.
+    ``Repository.acquire_lock`` renews it from a thread until it is released, as restic does."""
 
-    def __init__(self, repo: Repository, kind: str, owner: str) -> None:
-        self.repo, self.kind, self.owner = repo, kind, owner
+    def __init__(self, repo: Repository, kind: str, owner: str, lease: timedelta = LOCK_LEASE) -> None:
+        self.repo, self.kind, self.owner, self.lease = repo, kind, owner, lease
         self.path = repo.p("locks", f"{uuid.uuid4().hex}.json")
         self.expires_at = datetime.now(UTC)
+        self.lost: str | None = None
+        self._renew = threading.Lock()
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
 
     def write(self) -> None:
         now = datetime.now(UTC)
-        self.expires_at = now + LOCK_LEASE
-        doc = {"kind": self.kind, "owner": self.owner, "created_at": now.isoformat(), "expires_at": self.expires_at.isoformat()}
+        expires_at = now + self.lease
+        doc = {"kind": self.kind, "owner": self.owner, "created_at": now.isoformat(), "expires_at": expires_at.isoformat()}
         with store_errors(f"lock {self.path}"):
             self.repo.write(self.path, json.dumps(doc).encode())
+        self.expires_at = expires_at
 
-    refresh = write
+    def refresh(self) -> None:
+        """Extend the lease; raises ``LockLost`` if it had already lapsed or its lock is gone."""
+        with self._renew:
+            self.check()
+            self.write()
+
+    def check(self) -> None:
+        """Raise ``LockLost`` unless the lease still holds."""
+        if self.lost is None:
+            if datetime.now(UTC) >= self.expires_at:
+                self.lost = f"its lease ran out at {self.expires_at.isoformat()}"
+            else:
+                with store_errors(f"lock {self.path}"):
+                    if not self.repo.fs.exists(self.path):
+                        self.lost = f"its lock {self.path} was removed"
+        if self.lost is not None:
+            raise LockLost(f"{self.kind} lock on {self.repo.url} lost: {self.lost} (a conflicting run may have "
+                           f"started meanwhile); nothing more is written, re-run the {self.kind}")
 
     def valid(self) -> bool:
-        if datetime.now(UTC) >= self.expires_at:
+        try:
+            self.check()
+        except LockLost:
             return False
-        with store_errors(f"lock {self.path}"):
-            return self.repo.fs.exists(self.path)
+        return True
+
+    def renew_in_background(self, every: float | None = None) -> None:
+        """Renew the lease every ``every`` seconds (a quarter of it by default) until ``release()``,
+        so work longer than one lease keeps it. A renewal the store refuses is tried again at the
+        next tick; once the lease has lapsed, ``check()`` and ``valid()`` report it lost."""
+        interval = every if every is not None else self.lease.total_seconds() / 4
+
+        def renew() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.refresh()
+                except LockLost:
+                    return
+                except Exception:  # noqa: BLE001 - a store hiccup: the next tick (or the expiry) decides
+                    continue
+
+        self._renewer = threading.Thread(target=renew, name=f"lease-{self.kind}", daemon=True)
+        self._renewer.start()
 
     def release(self) -> None:
+        self._stop.set()
+        if self._renewer is not None and self._renewer is not threading.current_thread():
+            self._renewer.join()
         with store_errors(f"lock {self.path}"), contextlib.suppress(FileNotFoundError):
             self.repo.fs.rm_file(self.path)
 
@@ -428,8 +488,13 @@ class PackWriter:
         trailer = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(json.dumps({"chunks": entries}, separators=(",", ":")).encode())
         data = b"".join([*blobs, trailer, struct.pack("<I", len(trailer)), PACK_MAGIC])
         pack_id = chunk_hash(data)
-        with store_errors(f"pack {pack_id}"):
-            self.repo.write(self.repo.pack_path(pack_id), data)
+        try:
+            with store_errors(f"pack {pack_id}"):
+                self.repo.write(self.repo.pack_path(pack_id), data)
+        except BaseException:
+            with self._lock:  # stored nowhere: a retry must add these chunks again, not skip them as known
+                self._pending.difference_update(entry[0] for entry in entries)
+            raise
         with self._lock:
             self._unindexed[pack_id] = entries
             self.bytes_uploaded += len(data)
@@ -443,7 +508,12 @@ class PackWriter:
             self._write_pack(*pending)
         with self._lock:
             unindexed, self._unindexed = self._unindexed, {}
-        self.repo.write_index(unindexed)
+        try:
+            self.repo.write_index(unindexed)
+        except BaseException:
+            with self._lock:  # the packs are stored; the next flush indexes them
+                self._unindexed = unindexed | self._unindexed
+            raise
         with self._lock:
             for pack_id, entries in unindexed.items():
                 self.repo.indexed_packs.add(pack_id)

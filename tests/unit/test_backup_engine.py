@@ -239,6 +239,7 @@ def test_prune_and_backup_locks_exclude_each_other(tmp_path: Path) -> None:
     repo.fs.pipe_file(stale.path, json.dumps(doc).encode())
     repo.acquire_lock("prune").release()
     assert repo.remove_expired_locks() == 1
+    stale.release()
 
 
 def test_rolling_scrub_covers_every_pack_within_n_runs(tmp_path: Path) -> None:
