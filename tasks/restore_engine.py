@@ -49,7 +49,10 @@ def whole_pack_reads(repo: Repository, files: list[FileEntry]) -> set[str]:
         for cid in f.chunks:
             if cid not in seen:
                 seen.add(cid)
-                loc = repo.index[cid]
+                loc = repo.index.get(cid)
+                if loc is None:
+                    raise CorruptObject(f"file {f.path!r}: chunk {cid[:16]} is in no indexed pack of {repo.url} "
+                                        "(its pack or index file is missing; run verify_backup)")
                 needed[loc.pack] += loc.length
     sizes = {p: sum(e[2] for e in repo.pack_entries.get(p, [])) or 1 for p in needed}
     return {p for p, n in needed.items() if n >= WHOLE_PACK_FRACTION * sizes[p]}
@@ -156,17 +159,24 @@ def restore_files(
         return entry.size
 
     def write_remote(entry: FileEntry, dest: str) -> int:
+        """Write under a partial name and move it into place once verified: an object already at
+        the target (restoring into the original bucket) is replaced only by verified bytes."""
         hasher = blake3.blake3()
+        tmp = dest + PARTIAL_SUFFIX
         with store_errors(f"restore target {dest}"):
-            with dest_fs.open(dest, "wb") as out:
-                for cid in entry.chunks:
-                    data = reader.get(cid, verify=False)
-                    hasher.update(data)
-                    out.write(data)
-            if hasher.hexdigest() != entry.hash:
+            try:
+                with dest_fs.open(tmp, "wb") as out:
+                    for cid in entry.chunks:
+                        data = reader.get(cid, verify=False)
+                        hasher.update(data)
+                        out.write(data)
+                if hasher.hexdigest() != entry.hash:
+                    mismatch(entry)
+                dest_fs.mv(tmp, dest)
+            except BaseException:
                 with contextlib.suppress(FileNotFoundError):
-                    dest_fs.rm_file(dest)
-                mismatch(entry)
+                    dest_fs.rm_file(tmp)
+                raise
         return entry.size
 
     write = write_local if local else write_remote

@@ -1,6 +1,7 @@
-"""What keeps a snapshot restorable when the store fails mid-backup or a lease runs out: a retried
-batch stores every chunk, a manifest never names an unindexed chunk, and a lapsed lease is lost
-for good (never quietly renewed), for backups and prunes alike."""
+"""What keeps data safe when the store fails mid-backup, a lease runs out or a restore meets a bad
+chunk: a retried batch stores every chunk, a manifest never names an unindexed chunk, a lapsed
+lease is lost for good (never quietly renewed), and a restore replaces an object only with
+verified bytes."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ import fsspec
 import pytest
 
 from tasks.backup import backup_batch, write_snapshot
-from tasks.backup_engine import scan_source
-from tasks.backup_errors import LockLost, RepositoryError, RepositoryLocked, RepositoryUnreachable
+from tasks.backup_engine import run_backup, scan_source
+from tasks.backup_errors import CorruptObject, LockLost, RepositoryError, RepositoryLocked, RepositoryUnreachable
 from tasks.backup_maintenance import execute_prune, plan_prune, verify_repository
 from tasks.backup_manifest import FileEntry, Manifest, SourceInfo, utcnow
 from tasks.backup_repository import PackWriter, RepoLock, Repository
 from tasks.backup_retention import RetentionPolicy
+from tasks.restore_engine import restore_files
 from tests.unit.test_backup_engine import backup_dir, local_repo
 
 
@@ -134,3 +136,46 @@ def test_a_prune_whose_lease_lapsed_deletes_nothing(tmp_path: Path) -> None:
     with pytest.raises(LockLost, match="prune lock"):
         execute_prune(repo, plan, kept, lock.check)
     assert sorted(str(p) for p in (tmp_path / "repo").rglob("*") if p.is_file()) == before
+
+
+def _memory_backup(root: str, data: bytes) -> tuple[fsspec.AbstractFileSystem, Repository, FileEntry]:
+    mem = fsspec.filesystem("memory")
+    mem.pipe({f"{root}/bucket/w.bin": data})
+    repo = Repository(mem, f"{root}/repo")
+    repo.init()
+    repo.open()
+    sid, _, _ = run_backup(repo, [("models", mem, f"{root}/bucket", f"memory:/{root}/bucket")])
+    repo.load_index()
+    return mem, repo, repo.load_snapshot(sid).files[0]
+
+
+def test_a_remote_restore_that_fails_verification_leaves_the_object_there_untouched() -> None:
+    good = os.urandom(1 << 20)
+    mem, repo, entry = _memory_backup("/rot", good)
+    loc = repo.index[entry.chunks[0]]
+    pack = bytearray(mem.cat_file(repo.pack_path(loc.pack)))
+    pack[loc.offset + loc.length // 2] ^= 1  # bit rot in the repository
+    mem.pipe_file(repo.pack_path(loc.pack), bytes(pack))
+    with pytest.raises(CorruptObject, match=entry.chunks[0]):
+        restore_files(repo, [entry], mem, "/rot/bucket", "models", workers=1)  # into the original bucket
+    assert mem.cat_file("/rot/bucket/w.bin") == good
+    assert mem.find("/rot/bucket") == ["/rot/bucket/w.bin"]  # no partial object left behind
+    mem.rm("/rot", recursive=True)
+
+
+def test_a_remote_restore_replaces_the_object_with_verified_bytes() -> None:
+    good = os.urandom(1 << 20)
+    mem, repo, entry = _memory_backup("/ok", good)
+    mem.pipe_file("/ok/bucket/w.bin", b"damaged")
+    restore_files(repo, [entry], mem, "/ok/bucket", "models", workers=1)
+    assert mem.cat_file("/ok/bucket/w.bin") == good
+    assert mem.find("/ok/bucket") == ["/ok/bucket/w.bin"]
+    mem.rm("/ok", recursive=True)
+
+
+def test_a_chunk_missing_from_the_index_names_the_file(tmp_path: Path) -> None:
+    _, repo, entry = _memory_backup("/lost", os.urandom(1 << 20))
+    del repo.index[entry.chunks[-1]]  # its index file was lost
+    with pytest.raises(CorruptObject, match=r"file 'models/w.bin': chunk .* is in no indexed pack"):
+        restore_files(repo, [entry], fsspec.filesystem("file"), str(tmp_path / "out"), "models", workers=1)
+    fsspec.filesystem("memory").rm("/lost", recursive=True)
