@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import redis
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
@@ -31,7 +33,8 @@ class SessionStore(Block):
         if scheme not in {"redis", "rediss"} or not rest:
             raise ValueError(f"url scheme {scheme!r} is not redis:// or rediss://")
         userinfo = rest.split("/", 1)[0].rpartition("@")[0]
-        if ":" in userinfo:
+        query = {name.strip().lower() for name, _, _ in (pair.partition("=") for pair in urlsplit(value).query.split("&"))}
+        if ":" in userinfo or "password" in query:  # redis-py also takes ?password=
             raise ValueError("url carries a password; put it in the password field so it stays secret")
         return value
 

@@ -249,6 +249,8 @@ def _backup(params: BackupParams, *, submit: bool = False) -> BackupResult:
         for name, target, files, skipped in scanned:
             sources.append(SourceInfo(name=name, kind="storage", url=target.url))
             totals.skipped += [f"{name}/{s}" for s in skipped]
+            for s in skipped[:20]:
+                logger.warning("source %s: skipped %s", name, s)
             if submit:
                 futures = [backup_batch_own_packs.submit(repo, target, batch, name, parent_files, params.workers)
                            for batch in batches(files, max_files=params.batch_files)]
@@ -293,7 +295,7 @@ def _backup(params: BackupParams, *, submit: bool = False) -> BackupResult:
         "bytes read": _mib(result.bytes_read), "bytes uploaded": _mib(result.bytes_uploaded),
         "dedupe ratio": result.dedupe_ratio if result.dedupe_ratio is not None else "inf (nothing new)",
         "duration (s)": result.duration_s, "packs adopted from a crashed run": result.adopted_packs,
-        "skipped (links, special files)": len(result.skipped),
+        "skipped (links, special files, unrestorable names)": len(result.skipped),
     })
     _emit(True, "backup", repo.url, result.model_dump(exclude={"skipped"}))
     logger.info("backup %s: %d files, %s read, %s uploaded in %.1fs", sid[:16], result.files, _mib(result.bytes_read),

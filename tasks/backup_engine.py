@@ -19,7 +19,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from pyfastcdc import FastCDC
 
-from tasks.backup_manifest import FileEntry
+from tasks.backup_manifest import FileEntry, printable_name, unrestorable_name
 from tasks.errors import ConfigurationError
 from tasks.backup_repository import PackWriter, Repository, chunk_hash, store_errors
 from tasks.batching import batches_by_size
@@ -67,10 +67,21 @@ def _mtime_ns(info: dict) -> int | None:
 
 
 def scan_source(fs: fsspec.AbstractFileSystem, root: str, url: str) -> tuple[list[SourceFile], list[str]]:
-    """Regular files under ``root`` (sorted), and the paths skipped (links, special files)."""
+    """Regular files under ``root`` (sorted), and the paths skipped (links, special files, and
+    names a snapshot cannot restore, each with its reason)."""
     root = root.rstrip("/")
-    if is_local(fs):
-        return _scan_local(root, url)
+    files, skipped = _scan_local(root, url) if is_local(fs) else _scan_fs(fs, root, url)
+    kept = []
+    for f in files:
+        problem = unrestorable_name(f.rel)
+        if problem:
+            skipped.append(f"{printable_name(f.rel)} ({problem})")
+        else:
+            kept.append(f)
+    return kept, [printable_name(s) for s in skipped]
+
+
+def _scan_fs(fs: fsspec.AbstractFileSystem, root: str, url: str) -> tuple[list[SourceFile], list[str]]:
     with store_errors(f"source {url}"):
         try:
             found = fs.find(root, detail=True)

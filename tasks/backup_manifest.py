@@ -87,6 +87,26 @@ def safe_relative_path(path: str) -> str:
     return path
 
 
+def unrestorable_name(rel: str) -> str | None:
+    """Why a source file's name cannot go into a snapshot, or None. Checked at backup time: a
+    name restore would refuse (or the manifest's JSON cannot hold) must be reported and left out,
+    not found when the snapshot is needed."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return "name is not valid UTF-8"
+    try:
+        safe_relative_path(rel)
+    except UnsafePath:
+        return "name holds a backslash or NUL, which restore refuses"
+    return None
+
+
+def printable_name(rel: str) -> str:
+    """A name as text that JSON, logs and artifacts can carry (undecodable bytes as \\xNN)."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def check_restorable(manifest: Manifest) -> None:
     """Every entry is a regular file with a safe path; checked before restore writes anything."""
     for entry in manifest.files:

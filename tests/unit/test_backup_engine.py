@@ -257,3 +257,20 @@ def test_rolling_scrub_covers_every_pack_within_n_runs(tmp_path: Path) -> None:
     for _ in range(3):
         read += verify_repository(repo, scrub_runs=3).packs_read
     assert read == len(repo.pack_sizes()) > 3
+
+
+def test_names_a_snapshot_cannot_restore_are_skipped_with_their_reason(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "model.bin").write_bytes(b"weights" * 1000)
+    (src / "notes\\2024.txt").write_bytes(b"a legal POSIX name restore refuses")
+    with open(os.path.join(os.fsencode(src), b"caf\xe9.txt"), "wb") as f:  # Latin-1, not UTF-8
+        f.write(b"old system")
+    repo = local_repo(tmp_path / "repo")
+    sid, stats, _ = backup_dir(repo, src)
+    assert sorted(stats.skipped) == [
+        "data/caf\\xe9.txt (name is not valid UTF-8)",
+        "data/notes\\2024.txt (name holds a backslash or NUL, which restore refuses)",
+    ]
+    restore_all(repo, sid, tmp_path / "out")  # the rest of the snapshot restores
+    assert tree_bytes(tmp_path / "out") == {"model.bin": b"weights" * 1000}

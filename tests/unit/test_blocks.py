@@ -91,11 +91,17 @@ def test_llm_endpoint_refuses_a_non_http_url() -> None:
     assert "base_url" in str(err.value)
 
 
-def test_session_store_refuses_a_password_inside_the_url() -> None:
+@pytest.mark.parametrize("url", [
+    f"redis://user:{SECRET}@127.0.0.1:6379/0",
+    f"redis://127.0.0.1:6379/0?password={SECRET}",  # redis-py takes this too
+    f"rediss://127.0.0.1:6379/0?ssl_cert_reqs=none&Password={SECRET}",
+])
+def test_session_store_refuses_a_password_inside_the_url(url: str) -> None:
     with pytest.raises(ValidationError) as err:
-        SessionStore(url=f"redis://user:{SECRET}@127.0.0.1:6379/0")
+        SessionStore(url=url)
     assert "password field" in str(err.value)
     assert SECRET not in str(err.value)
+    assert SessionStore(url="redis://127.0.0.1:6379/0?socket_keepalive=true").url.endswith("keepalive=true")
 
 
 def test_session_store_client_uses_the_secret_password() -> None:
