@@ -6,9 +6,12 @@ roll `production` back when it regresses.
 
 `prompt_regression` compares `candidate` with `baseline` (any labels or version numbers); with
 `watch_production=True` (the nightly deployment) it tests the `production` version against the
-last version that passed and, when production regressed while that version still holds the
-thresholds, moves `production` back to it. `promote_prompt` moves `candidate` to `production`
-only when the gate passes. `manage_prompt` creates versions and moves labels by hand.
+last known good production version (the most recent earlier holder of `production` whose last
+recorded run passed: `PromptRegistry.rollback_target`) and, when production regressed
+significantly or breached a threshold while that version still holds the thresholds, moves
+`production` back to it (`tasks.prompt_gate.rollback_decision`, not the stricter promotion gate).
+`promote_prompt` moves `candidate` to `production` only when the gate passes. `manage_prompt`
+creates versions and moves labels by hand.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from prefect.events import emit_event
 from prefect.states import Completed
 from pydantic import BaseModel, Field
 
-from tasks.prompt_evaluation import baseline_holds
+from tasks.prompt_evaluation import baseline_holds, decide_rollback
 from tasks.prompt_gate import Thresholds
 from tasks.prompt_registry import LabelMove, PromptVersion
 from tasks.prompt_report import RegressionReport, markdown, table_rows
@@ -31,11 +34,11 @@ from tasks.prompt_runner import RunnerPolicy
 from tasks.prompt_statistics import Verdict
 from tasks.prompt_regression import (
     RegistryRef,
-    last_passing,
     load_suite_task,
     move_label,
     record_runs,
     resolve_versions,
+    rollback_target,
     run_suite,
 )
 
@@ -51,7 +54,8 @@ class RegressionRequest(BaseModel):
     baseline: str | None = Field(default="production", description="Label or version to compare with.")
     watch_production: bool = Field(
         default=False,
-        description="Test `production` against the last version that passed; roll back on a regression.",
+        description="Test `production` against the last known good production version; roll back on a "
+                    "regressed verdict or a threshold breach.",
     )
     endpoint_block: str = Field(default="region-a", description="LLMEndpoint block the prompts run on.")
     judge_block: str | None = Field(default=None, description="LLMEndpoint block judging llm-rubric assertions.")
@@ -106,13 +110,19 @@ def _evaluate(request: RegressionRequest, candidate_ref: str, baseline_ref: str 
     return report
 
 
+def _outcome(report: RegressionReport) -> str:
+    """The decision that applied: the rollback decision in watch mode, else the promotion gate."""
+    if report.rollback is not None:
+        return f"production {'failed' if report.rollback['production_failed'] else 'holds'}"
+    return f"gate {'pass' if _gate_passed(report) else 'fail'}"
+
+
 def _finish(report: RegressionReport):  # noqa: ANN202 - a Prefect state carrying the report
     verdict = report.comparison.verdict.value if report.comparison else "no-baseline"
     _publish(report)
-    get_run_logger().info("prompt %s: verdict %s, gate %s, action %s", report.prompt, verdict,
-                          "pass" if _gate_passed(report) else "fail", report.action)
-    return Completed(message=f"verdict {verdict}; gate {'pass' if _gate_passed(report) else 'fail'}; {report.action}",
-                     data=report)
+    get_run_logger().info("prompt %s: verdict %s, %s, action %s", report.prompt, verdict, _outcome(report),
+                          report.action)
+    return Completed(message=f"verdict {verdict}; {_outcome(report)}; {report.action}", data=report)
 
 
 # persist_result: the report rides in the returned state (see verify-checkpoint for why).
@@ -130,28 +140,31 @@ def prompt_regression(request: RegressionRequest | None = None) -> RegressionRep
         return _finish(report)
 
     production = resolve_versions(request.registry, [f"{request.prompt}@production"], load_suite_task(request.suite_path))[0]
-    good = last_passing(request.registry, request.prompt, [production.version])
+    good = rollback_target(request.registry, request.prompt, production.version)
     report = _evaluate(request, f"{request.prompt}@production", f"{request.prompt}@{good}" if good else None)
-    passed = _gate_passed(report)
-    outcomes = {report.candidate: passed}
+    decision = decide_rollback(report, request.thresholds)
+    report.rollback = decision.model_dump()
+    # production's record says whether it is still known good (a later rollback target), so an
+    # inconclusive dip does not disqualify it; the promotion gate's verdict is not recorded here
+    outcomes = {report.candidate: not decision.production_failed}
     if report.baseline is not None:
         outcomes[report.baseline] = baseline_holds(report, request.thresholds)
     record_runs(request.registry, request.prompt, outcomes, run_id,
                 {v.version: v.model_dump(exclude={"cases"}) for v in report.versions})
-    if not passed:
-        _emit("regressed", report)
-        if report.baseline is not None and outcomes[report.baseline]:
-            why = "; ".join(report.gate["reasons"] + (report.expectations or {}).get("failures", []))
-            move: LabelMove = move_label(
-                request.registry, request.prompt, "production", report.baseline, request.actor,
-                f"automatic rollback by run {run_id}: v{report.candidate} regressed ({why})",
-                expected_from=report.candidate,
-            )
-            report.action = f"rolled back production v{move.from_version} -> v{move.to_version}"
-            _emit("rolled_back", report, {"from_version": move.from_version, "to_version": move.to_version,
-                                          "reason": move.reason})
-        else:
-            report.action = "regression found; no passing version to roll back to"
+    if decision.production_failed:
+        _emit("regressed", report, {"rollback": report.rollback})
+    if decision.rollback:
+        move: LabelMove = move_label(
+            request.registry, request.prompt, "production", decision.target, request.actor,
+            f"automatic rollback by run {run_id}: v{report.candidate} failed in production "
+            f"({'; '.join(decision.reasons)})",
+            expected_from=report.candidate,
+        )
+        report.action = f"rolled back production v{move.from_version} -> v{move.to_version}"
+        _emit("rolled_back", report, {"from_version": move.from_version, "to_version": move.to_version,
+                                      "reason": move.reason})
+    elif decision.production_failed:
+        report.action = f"production v{report.candidate} failed; no rollback: {decision.blocked}"
     return _finish(report)
 
 

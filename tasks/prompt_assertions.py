@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tasks.prompt_suite import Assertion, Case
+from tasks.prompt_suite import Assertion, Case, SuiteError
 
 Judge = Callable[[str, str], Awaitable[tuple[bool, str]]]
 Similarity = Callable[[str, str], float]
@@ -24,6 +24,11 @@ JUDGE_PROMPT = (
     "You grade an answer against a rubric. Reply with exactly one word, PASS or FAIL.\n\n"
     "Rubric: {rubric}\n\nAnswer: {output}\n\nGrade:"
 )
+
+
+class JudgeFailed(Exception):
+    """The judge gave no verdict (its call failed, or it did not answer PASS/FAIL): the sample is an
+    error, like a failed model call, never an assertion outcome (a negated rubric must not pass)."""
 
 
 class AssertionResult(BaseModel):
@@ -101,14 +106,16 @@ async def score_case(
     similarity: Similarity | None = None,
 ) -> CaseScore:
     """Every assertion of the case on one answer; pass = weighted score >= case threshold
-    (default: every assertion passes, promptfoo's rule when no threshold is set)."""
+    (default: every assertion passes, promptfoo's rule when no threshold is set).
+
+    Raises JudgeFailed when the judge gives no verdict, SuiteError for a rubric without a judge
+    (the runner refuses such a suite before any call: tasks.prompt_suite.check_judge)."""
     results = []
     for a in case.assertions:
         if a.type == "llm-rubric":
             if judge is None:
-                ok, detail = False, "no judge endpoint configured"
-            else:
-                ok, detail = await judge(str(a.value), output)
+                raise SuiteError(f"case {case.id!r}: {a.describe()} needs a judge endpoint and none is configured")
+            ok, detail = await judge(str(a.value), output)
         else:
             ok, detail = check_plain(a, output, latency_ms, similarity)
         results.append(AssertionResult(assertion=a.describe(), passed=ok != a.negate, weight=a.weight, detail=detail))
@@ -122,10 +129,11 @@ async def score_case(
 
 
 def parse_judge_reply(reply: str) -> tuple[bool, str]:
-    """PASS/FAIL from a judge's reply; anything else is a fail that says what came back."""
+    """PASS/FAIL from a judge's reply; anything else is no verdict (JudgeFailed, saying what came
+    back), since scoring it as a fail would make a negated rubric pass."""
     words = re.findall(r"[A-Za-z]+", reply.upper())
     if words and words[0] in {"PASS", "YES"}:
         return True, "judge: PASS"
     if words and words[0] in {"FAIL", "NO"}:
         return False, "judge: FAIL"
-    return False, f"judge reply not PASS/FAIL: {reply[:60]!r}"
+    raise JudgeFailed(f"judge reply not PASS/FAIL: {reply[:60]!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from tasks.prompt_expectations import validate_results
-from tasks.prompt_gate import Thresholds, check_thresholds, gate
+from tasks.prompt_gate import RollbackDecision, Thresholds, check_thresholds, gate, rollback_decision
 from tasks.prompt_registry import PromptVersion
 from tasks.prompt_report import RegressionReport, compare_versions, summarise
 from tasks.prompt_runner import PromptRunner, SampleResult
@@ -41,3 +41,12 @@ def evaluate(
 def baseline_holds(report: RegressionReport, thresholds: Thresholds) -> bool:
     """The baseline (rollback target) itself meets the thresholds in this run."""
     return report.baseline is not None and not check_thresholds(report.version(report.baseline), thresholds)
+
+
+def decide_rollback(report: RegressionReport, thresholds: Thresholds) -> RollbackDecision:
+    """The nightly's decision for a report whose candidate is `production` and whose baseline is
+    the rollback target (not the promotion gate: see tasks.prompt_gate)."""
+    assert report.candidate is not None
+    target = report.version(report.baseline) if report.baseline is not None else None
+    failures = (report.expectations or {}).get("failures", [])
+    return rollback_decision(report.version(report.candidate), target, report.comparison, thresholds, failures)

@@ -279,11 +279,24 @@ class PromptRegistry:
         records = [RunRecord.model_validate(d) for d in self._read_many(paths)]
         return sorted(records, key=lambda r: r.at)
 
-    def last_passing_version(self, name: str, exclude: set[int] | None = None) -> int | None:
-        """The version whose most recent run passed most recently (a rollback target)."""
-        exclude = exclude or set()
+    def rollback_target(self, name: str, current: int) -> int | None:
+        """The last known good `production` version: the most recent version other than ``current``
+        that held `production` (by the audit log) and whose latest recorded run passed.
+
+        Only former production versions qualify, so an ad-hoc run of an unreviewed candidate can
+        never make it a rollback target; a former production version with no recorded run, or
+        whose latest run failed, is not known good and is skipped. None: no rollback target.
+        """
         latest: dict[int, RunRecord] = {}
         for record in self.run_records(name):
             latest[record.version] = record
-        passing = [r for v, r in latest.items() if r.passed and v not in exclude]
-        return max(passing, key=lambda r: r.at).version if passing else None
+        for version in former_production_versions(self.audit_log(name), current):
+            if version in latest and latest[version].passed:
+                return version
+        return None
+
+
+def former_production_versions(log: list[LabelMove], current: int) -> list[int]:
+    """Versions that held `production`, most recently held first, without ``current``."""
+    held = [m.to_version for m in sorted(log, key=lambda m: m.seq) if m.label == "production"]
+    return list(dict.fromkeys(v for v in reversed(held) if v != current))

@@ -74,6 +74,6 @@ def move_label(registry: RegistryRef, name: str, label: str, version: int, actor
     return registry.open().move_label(name, label, version, actor=actor, reason=reason, expected_from=expected_from)
 
 
-@task(name="last-passing-version", cache_policy=NO_CACHE, **network_task_options(retries=2))
-def last_passing(registry: RegistryRef, name: str, exclude: list[int]) -> int | None:
-    return registry.open().last_passing_version(name, set(exclude))
+@task(name="prompt-rollback-target", cache_policy=NO_CACHE, **network_task_options(retries=2))
+def rollback_target(registry: RegistryRef, name: str, current: int) -> int | None:
+    return registry.open().rollback_target(name, current)

@@ -51,6 +51,7 @@ class RegressionReport(BaseModel):
     stats: RunStats = Field(default_factory=RunStats)
     gate: dict | None = None
     expectations: dict | None = None
+    rollback: dict | None = None  # the nightly's RollbackDecision (watch mode only)
     action: str = "none"
 
     def version(self, number: int) -> VersionSummary:
@@ -132,8 +133,16 @@ def markdown(report: RegressionReport) -> str:
         if v.flaky_cases:
             lines.append(f"\nFlaky in v{v.version}: {', '.join(v.flaky_cases)}")
     if report.gate:
-        lines += ["", f"**Gate: {'pass' if report.gate.get('passed') else 'fail'}**"]
+        title = "Promotion gate (not applied by the nightly rollback)" if report.rollback else "Gate"
+        lines += ["", f"**{title}: {'pass' if report.gate.get('passed') else 'fail'}**"]
         lines += [f"- {r}" for r in report.gate.get("reasons", [])]
+    if report.rollback:
+        r = report.rollback
+        head = ("roll back" if r.get("rollback") else "production failed, no rollback" if r.get("production_failed")
+                else "keep production")
+        lines += ["", f"**Rollback decision: {head}**"] + [f"- {x}" for x in r.get("reasons", [])]
+        if r.get("blocked"):
+            lines.append(f"- no rollback: {r['blocked']}")
     if report.expectations:
         e = report.expectations
         lines += ["", f"**Great Expectations: {'success' if e.get('success') else 'failed'}** "

@@ -2,8 +2,9 @@
 concurrency that halves on 429 and recovers, retries with backoff, a response cache.
 
 Every (version, case, sample) is one call. Outcomes are one of: scored (passed or failed the
-case's assertions) or error (timeout, connection error, 5xx or 429 after the last retry, a 4xx):
-errors are counted apart and never count as assertion failures.
+case's assertions) or error (timeout, connection error, 5xx or 429 after the last retry, a 4xx,
+a 200 without `choices`, a judge that gave no verdict): errors are counted apart and never count
+as assertion failures.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field, SecretStr
 
-from tasks.prompt_assertions import JUDGE_PROMPT, Similarity, parse_judge_reply, score_case
+from tasks.prompt_assertions import JUDGE_PROMPT, JudgeFailed, Similarity, parse_judge_reply, score_case
 from tasks.prompt_registry import PromptVersion
-from tasks.prompt_suite import Case, Suite, check_variables, render
+from tasks.prompt_suite import Case, Suite, check_judge, check_variables, render
 from tasks.response_cache import CachedResponse, ResponseCache, cache_key
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -116,6 +117,18 @@ class CallFailed(Exception):
     pass
 
 
+def completion_text(response: httpx.Response) -> str | None:
+    """The answer of an OpenAI chat completion body; None when the body is not one (some servers
+    and proxies answer 200 with an `error` object instead)."""
+    try:
+        message = response.json()["choices"][0]["message"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    if not isinstance(message, dict):
+        return None
+    return message.get("content") or ""
+
+
 class PromptRunner:
     def __init__(
         self, endpoint: EndpointConfig, policy: RunnerPolicy, *, judge: EndpointConfig | None = None,
@@ -128,8 +141,10 @@ class PromptRunner:
         self.cache = ResponseCache(policy.cache_dir) if policy.cache_dir else None
         self.stats = RunStats()
 
-    async def _post(self, client: httpx.AsyncClient, limiter: AdaptiveLimiter, body: dict[str, Any]) -> tuple[str, float]:
-        """One chat completion with retries; returns (text, latency of the answering attempt)."""
+    async def _post(self, client: httpx.AsyncClient, limiter: AdaptiveLimiter, body: dict[str, Any],
+                    where: str) -> tuple[str, float]:
+        """One chat completion with retries; returns (text, latency of the answering attempt).
+        ``where`` (the case) is named in the error of a 200 that is not a chat completion."""
         attempt = 0
         while True:
             retry_after: float | None = None
@@ -144,9 +159,12 @@ class PromptRunner:
                     status, response, latency_ms = None, None, 0.0
                     error = f"{type(exc).__name__}: {exc}"[:200] or type(exc).__name__
             if response is not None and status == 200:
+                text = completion_text(response)
+                if text is None:
+                    raise CallFailed(f"{response.request.url} answered HTTP 200 without `choices[0].message` for "
+                                     f"{where}: {response.text[:160]!r}")
                 await limiter.succeeded()
-                data = response.json()
-                return (data["choices"][0]["message"].get("content") or ""), latency_ms
+                return text, latency_ms
             if status == 429:
                 self.stats.throttled += 1
                 await limiter.throttled()
@@ -191,7 +209,7 @@ class PromptRunner:
         else:
             body = {"model": self.endpoint.model, "messages": self.messages(version, case), **version.params}
             try:
-                output, latency_ms = await self._post(client, limiter, body)
+                output, latency_ms = await self._post(client, limiter, body, f"case {case.id!r} ({version.ref})")
             except CallFailed as exc:
                 result.error = str(exc)
                 return result
@@ -204,19 +222,25 @@ class PromptRunner:
             body = {"model": self.judge_endpoint.model, "temperature": 0, "max_tokens": 4,
                     "messages": [{"role": "user", "content": JUDGE_PROMPT.format(rubric=rubric, output=answer)}]}
             try:
-                reply, _ = await self._post(judge_client, limiter, body)
+                reply, _ = await self._post(judge_client, limiter, body, f"judging case {case.id!r}")
             except CallFailed as exc:
-                return False, f"judge call failed: {exc}"
+                raise JudgeFailed(f"judge call failed for case {case.id!r}: {exc}") from exc
             return parse_judge_reply(reply)
 
-        scored = await score_case(case, output, latency_ms, judge=judge if judge_client else None,
-                                  similarity=self.similarity)
+        try:
+            scored = await score_case(case, output, latency_ms, judge=judge if judge_client else None,
+                                      similarity=self.similarity)
+        except JudgeFailed as exc:  # no verdict: an error of this sample, not an assertion failure
+            result.error = str(exc)
+            return result
         result.passed, result.score = scored.passed, scored.score
         result.details = [f"{'ok' if r.passed else 'FAIL'} {r.assertion} {r.detail}".strip() for r in scored.results]
         return result
 
     async def run(self, suite: Suite, versions: list[PromptVersion]) -> list[SampleResult]:
-        """Every case x sample for every version; checks variables for all versions first."""
+        """Every case x sample for every version; checks the judge and the variables of all
+        versions first, so bad input fails before any call."""
+        check_judge(suite, self.judge_endpoint is not None)
         for version in versions:
             check_variables(suite, version.template, f"{version.ref} template")
             if version.system:

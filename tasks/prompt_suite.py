@@ -148,6 +148,18 @@ def check_assertion(a: Assertion, where: str) -> None:
         raise SuiteError(f"{where}: needs a positive `threshold` in milliseconds")
 
 
+def check_judge(suite: Suite, judge_configured: bool) -> None:
+    """`llm-rubric` needs a judge endpoint: without one a rubric cannot be judged (and a negated one
+    would pass by default), so such a suite is refused before any call."""
+    if judge_configured:
+        return
+    for case in suite.cases:
+        for j, a in enumerate(case.assertions):
+            if a.type == "llm-rubric":
+                raise SuiteError(f"{suite.source}: case {case.id!r} assert[{j}] ({a.describe()}) needs a judge, "
+                                 "and no judge endpoint is configured (set `judge_block` to an LLMEndpoint block)")
+
+
 def load_suite(path: str | Path) -> Suite:
     path = Path(path)
     try:

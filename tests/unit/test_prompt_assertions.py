@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from tasks.prompt_assertions import check_plain, parse_judge_reply, score_case
+from tasks.prompt_assertions import JudgeFailed, check_plain, parse_judge_reply, score_case
 from tasks.prompt_suite import Assertion, Case, SuiteError, parse_suite
 
 
@@ -76,9 +76,22 @@ def test_llm_rubric_asks_the_judge():
 
     assert asyncio.run(score_case(case, "Thank you", 1.0, judge=judge)).passed
     assert seen == [("polite", "Thank you")]
-    assert not asyncio.run(score_case(case, "x", 1.0)).passed  # no judge configured: a fail, said so
     assert parse_judge_reply("fail") == (False, "judge: FAIL")
-    assert not parse_judge_reply("maybe")[0]
+    with pytest.raises(JudgeFailed, match="not PASS/FAIL: 'maybe'"):  # no verdict, not a fail
+        parse_judge_reply("maybe")
+
+
+def test_rubric_without_a_verdict_is_never_scored_even_negated():
+    suite = parse_suite({"name": "s", "cases": [{"id": "c", "assert": [{"type": "not-llm-rubric", "value": "rude"}]}]})
+    case = suite.cases[0]
+    with pytest.raises(SuiteError, match="case 'c': not-llm-rubric 'rude' needs a judge"):
+        asyncio.run(score_case(case, "anything", 1.0))  # no judge: refused, not passed by default
+
+    async def down(rubric, answer):
+        raise JudgeFailed("judge call failed: HTTP 503")
+
+    with pytest.raises(JudgeFailed, match="HTTP 503"):
+        asyncio.run(score_case(case, "anything", 1.0, judge=down))
 
 
 @pytest.mark.parametrize(

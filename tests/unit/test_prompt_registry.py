@@ -89,17 +89,36 @@ def test_two_writers_never_lose_a_version_or_a_move(registry):
     assert [m.seq for m in log] == list(range(1, 25))
 
 
-def test_run_records_give_the_rollback_target(registry):
+def test_rollback_target_is_the_last_known_good_production_version(registry):
+    for t in ("A", "B", "C", "D"):
+        registry.create_version("p", t)
+    registry.move_label("p", "production", 1, actor="ann", reason="launch")
+    registry.record_run("p", 1, "nightly-1", True, {})
+    assert registry.rollback_target("p", 1) is None  # only the current version ever held production
+    registry.move_label("p", "production", 2, actor="ann", reason="promoted")
+    registry.record_run("p", 2, "promote-2", True, {})
+    registry.move_label("p", "candidate", 3, actor="bob", reason="try")
+    registry.record_run("p", 3, "adhoc", True, {})  # an unreviewed candidate's ad-hoc run passed last
+    assert registry.rollback_target("p", 2) == 1  # not v3: it never held production
+    registry.move_label("p", "production", 4, actor="eve", reason="hotfix without tests")
+    assert registry.rollback_target("p", 4) == 2  # the most recent earlier holder that passed
+    registry.record_run("p", 2, "adhoc-2", False, {})  # v2's latest run failed: not known good
+    assert registry.rollback_target("p", 4) == 1
+    registry.record_run("p", 1, "adhoc-1", False, {})
+    assert registry.rollback_target("p", 4) is None  # no known good production version: no rollback
+
+
+def test_rollback_target_skips_untested_and_current_versions(registry):
     for t in ("A", "B", "C"):
         registry.create_version("p", t)
-    assert registry.last_passing_version("p") is None
+    registry.move_label("p", "production", 1, actor="a", reason="launch")
     registry.record_run("p", 1, "r1", True, {})
-    registry.record_run("p", 2, "r2", True, {})
-    registry.record_run("p", 3, "r3", False, {})
-    assert registry.last_passing_version("p") == 2
-    assert registry.last_passing_version("p", exclude={2}) == 1
-    registry.record_run("p", 2, "r4", False, {})  # v2's latest run failed: no longer a target
-    assert registry.last_passing_version("p") == 1
+    registry.move_label("p", "production", 2, actor="a", reason="never tested")  # no run record
+    registry.move_label("p", "production", 3, actor="a", reason="promoted")
+    registry.record_run("p", 3, "r3", True, {})
+    assert registry.rollback_target("p", 3) == 1  # v2 has no recorded run: not known good
+    registry.move_label("p", "production", 1, actor="rollback", reason="back")  # v1 holds it again
+    assert registry.rollback_target("p", 1) == 3  # the current version is never its own target
 
 
 class BrokenFS:

@@ -2,11 +2,13 @@
 cache, samples, 429 bursts, retries, timeouts, and a full evaluation with its verdict."""
 
 import asyncio
+import json
 
 import fsspec
+import httpx
 import pytest
 
-from tasks.prompt_evaluation import evaluate
+from tasks.prompt_evaluation import decide_rollback, evaluate
 from tasks.prompt_gate import Thresholds
 from tasks.prompt_registry import PromptRegistry
 from tasks.prompt_report import markdown, summarise, table_rows
@@ -121,6 +123,19 @@ def test_small_regression_is_inconclusive_and_fails_the_gate(registry):
     assert not report.gate["passed"] and "inconclusive" in " ".join(report.gate["reasons"])
 
 
+def test_nightly_keeps_production_on_an_inconclusive_dip_and_rolls_back_a_regression(registry):
+    with ScriptedLLM(SCRIPT) as server:
+        dip, _ = evaluate(SUITE, runner_for(server), candidate=registry.get_version("echo", 3),
+                          baseline=registry.get_version("echo", 1), thresholds=Thresholds(min_pass_rate=0.7))
+        regressed, _ = evaluate(SUITE, runner_for(server), candidate=registry.get_version("echo", 2),
+                                baseline=registry.get_version("echo", 1), thresholds=Thresholds(min_pass_rate=0.0))
+    assert dip.comparison.verdict == Verdict.inconclusive and not dip.gate["passed"]  # held as a candidate
+    keep = decide_rollback(dip, Thresholds(min_pass_rate=0.7))
+    assert not keep.production_failed and not keep.rollback  # but not rolled back as production
+    back = decide_rollback(regressed, Thresholds(min_pass_rate=0.0))
+    assert back.rollback and back.target == 1 and "verdict regressed" in back.reasons[0]
+
+
 def test_equal_versions_pass_the_gate_with_expectations(registry):
     with ScriptedLLM(SCRIPT) as server:
         v4 = registry.create_version("echo", "Please. Reply with {{answer}}", params={"temperature": 0})
@@ -171,3 +186,69 @@ def test_llm_rubric_is_judged_by_an_llm_endpoint(registry):
     assert {r.case_id: r.passed for r in results} == {"alpha": True, "bravo": False}
     assert judge.requests == 2 and answers.requests == 2
     assert any("judge: FAIL" in d for r in results for d in r.details)
+
+
+JUDGED = {"name": "judged", "cases": [
+    {"id": "polite", "vars": {"answer": "thanks"}, "assert": [{"type": "not-llm-rubric", "value": "rude"}]},
+    {"id": "plain", "vars": {"answer": "alpha"}, "assert": [{"type": "equals", "value": "alpha"}]}]}
+
+
+def test_rubric_suite_without_a_judge_is_refused_before_any_call(registry):
+    suite = parse_suite(JUDGED, "suites/judged.yaml")
+    with ScriptedLLM() as server:
+        with pytest.raises(SuiteError, match="needs a judge") as info:
+            asyncio.run(runner_for(server).run(suite, [registry.get_version("echo", 1)]))
+    assert "suites/judged.yaml" in str(info.value) and "case 'polite' assert[0] (not-llm-rubric 'rude')" in str(info.value)
+    assert server.requests == 0
+
+
+def test_judge_without_a_verdict_is_an_error_not_an_assertion_outcome(registry):
+    suite = parse_suite({"name": "judged", "cases": [
+        {"id": w, "vars": {"answer": w}, "assert": [{"type": kind, "value": rubric}]}
+        for w, kind, rubric in [("alpha", "llm-rubric", "down"), ("bravo", "not-llm-rubric", "down"),
+                                ("charlie", "not-llm-rubric", "garbled"), ("delta", "llm-rubric", "fine")]]})
+    judge_script = {"rules": [{"match": ["Rubric: down"], "status": 503},
+                              {"match": ["Rubric: garbled"], "reply": "maybe"},
+                              {"match": ["Rubric: fine"], "reply": "PASS"}]}
+    with ScriptedLLM() as answers, ScriptedLLM(judge_script) as judge:
+        runner = PromptRunner(EndpointConfig(base_url=answers.base_url, model="scripted"),
+                              RunnerPolicy(samples=1, max_retries=1, backoff_base_s=0.01),
+                              judge=EndpointConfig(base_url=judge.base_url, model="judge"))
+        results = asyncio.run(runner.run(suite, [registry.get_version("echo", 1)]))
+    by_case = {r.case_id: r for r in results}
+    for case_id in ("alpha", "bravo"):  # a failed judge call: neither a fail nor (negated) a pass
+        assert by_case[case_id].passed is None
+        assert by_case[case_id].error.startswith(f"judge call failed for case '{case_id}'")
+        assert "HTTP 503" in by_case[case_id].error
+    assert by_case["charlie"].passed is None and "not PASS/FAIL: 'maybe'" in by_case["charlie"].error
+    assert by_case["delta"].passed is True
+    (summary,) = summarise(results)
+    assert summary.errors == 3 and summary.pass_rate == 1.0
+
+
+@pytest.fixture
+def choiceless_endpoint(monkeypatch):
+    """Every client the runner opens answers through this handler: 200 without `choices` for
+    case alpha (as some proxies answer an overloaded model), a normal completion otherwise."""
+    def handle(request: httpx.Request) -> httpx.Response:
+        text = json.loads(request.content)["messages"][-1]["content"]
+        if text.endswith("alpha"):
+            return httpx.Response(200, json={"error": {"message": "model overloaded"}})
+        reply = text.rsplit("Reply with ", 1)[1]
+        return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": reply}}]})
+
+    real = httpx.AsyncClient
+    monkeypatch.setattr(httpx, "AsyncClient", lambda *a, **kw: real(*a, transport=httpx.MockTransport(handle), **kw))
+
+
+def test_200_without_choices_is_an_error_of_that_case(registry, choiceless_endpoint):
+    runner = PromptRunner(EndpointConfig(base_url="http://llm.invalid/v1", model="m"),
+                          RunnerPolicy(samples=2, backoff_base_s=0.01))
+    results = asyncio.run(runner.run(SUITE, [registry.get_version("echo", 1)]))
+    alpha = [r for r in results if r.case_id == "alpha"]
+    assert all(r.passed is None for r in alpha)
+    assert alpha[0].error.startswith("http://llm.invalid/v1/chat/completions answered HTTP 200 without `choices")
+    assert "for case 'alpha' (echo@1)" in alpha[0].error and "model overloaded" in alpha[0].error
+    assert all(r.passed for r in results if r.case_id != "alpha")
+    (summary,) = summarise(results)
+    assert summary.errors == 2 and summary.pass_rate == 1.0
