@@ -17,7 +17,8 @@ instead of waiting for the schedule.
 
     llm-resilience: fail over when the primary model endpoint is down
         when   `llm-resilience.health.down` for llm-region-a arrives FAILOVER_DOWN_COUNT times
-               within FAILOVER_WITHIN (the health monitor emits one per run)
+               within FAILOVER_WITHIN (the health monitor emits one per run, so that is
+               (count - 1) health-check intervals plus slack: 12.5 minutes for 3 at 300 s)
         run    regional-failover/regional-failover (declared only once that deployment exists)
 
     llm-resilience: notify on pipeline failure
@@ -40,6 +41,7 @@ from prefect.events import emit_event
 from prefect.events.schemas.automations import AutomationCore
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from blocks.monitoring_policy import MonitoringPolicy
 from deployments.settings import PlatformSettings
 
 OBJECTS_WRITTEN_EVENT = "llm-resilience.objects.written"
@@ -104,7 +106,22 @@ PRIMARY_DOWN_FAILOVER = "llm-resilience: fail over when the primary model endpoi
 FAILOVER_DEPLOYMENT = "regional-failover/regional-failover"
 PRIMARY_MODEL_COMPONENT = "llm-region-a"
 FAILOVER_DOWN_COUNT = 3
-FAILOVER_WITHIN = timedelta(minutes=10)
+# The health-check schedule (prefect.yaml; a unit test keeps the policy default equal to it).
+HEALTH_CHECK_INTERVAL = timedelta(seconds=MonitoringPolicy.model_fields["schedule_interval_s"].default)
+
+
+def down_reports_window(count: int, interval: timedelta) -> timedelta:
+    """How long ``count`` consecutive health reports take to arrive, with slack for late runs.
+
+    The last report comes (count - 1) intervals after the first, and a Reactive trigger counts
+    only events strictly before first + ``within``: a window of exactly (count - 1) intervals
+    fires only when a run happens to be early. Half an interval of slack absorbs a late run
+    (worker polling, slow probes) without letting a further report into the same window.
+    """
+    return (count - 1) * interval + interval / 2
+
+
+FAILOVER_WITHIN = down_reports_window(FAILOVER_DOWN_COUNT, HEALTH_CHECK_INTERVAL)
 
 
 def failover_on_primary_down(deployment_id, count: int = FAILOVER_DOWN_COUNT,  # noqa: ANN001 - a UUID

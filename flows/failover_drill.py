@@ -6,7 +6,9 @@
 
 Publishes the `failover-drill` markdown artifact (figures, SLO verdicts, the timeline PNG),
 a link artifact to the JSON journal and PNG in the evidence store, and the event
-`llm-resilience.drill.passed` or `.failed`; the run ends Failed when any SLO is breached.
+`llm-resilience.drill.passed` or `.failed`; the run ends Failed when any SLO is breached. A drill
+that raises (cancelled, rollback or failback failed) still emits `.failed` with the error and
+keeps its partial journal, then the error is raised again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pydantic import BaseModel, Field
 from deployments.settings import PROJECT_ROOT, PlatformSettings, current_platform
 from tasks.drill_experiment import DrillPlan, Experiment, load_experiment, plan_experiment
 from tasks.drill_journal import DrillJournal, summary_markdown, upload_evidence, write_local
-from tasks.drill_runner import DrillRunner
+from tasks.drill_runner import DrillRunner, error_text, journal_of, settings_secrets
 from tasks.drill_timeline_chart import render_timeline
 from tasks.errors import ConfigurationError, NonRetryableError
 from tasks.retry_policy import network_task_options
@@ -93,6 +95,39 @@ def publish_evidence(settings: PlatformSettings, journal: DrillJournal, evidence
     return links
 
 
+def emit_drill_event(name: str, journal: DrillJournal | None, links: dict[str, str],
+                     error: str | None = None) -> None:
+    """`llm-resilience.drill.passed|failed`: the platform summary shows the newest as the last drill,
+    so a drill that ended in an error (``error``, secrets masked) must emit `.failed` too."""
+    m = journal.measurements if journal is not None else None
+    status = journal.status if journal is not None and error is None else "failed"
+    payload: dict[str, Any] = {
+        "reasons": journal.reasons if journal is not None else [],
+        "measurements": m.model_dump(mode="json") if m else None,
+        "slo": [v.model_dump(mode="json") for v in journal.slo_verdicts] if journal is not None else [],
+        "evidence": links,
+    }
+    if error is not None:
+        payload["error"] = error
+    emit_event(event=f"{EVENT_PREFIX}.{status}",
+               resource={"prefect.resource.id": f"{EVENT_PREFIX}.{name}", "prefect.resource.name": name},
+               payload=payload)
+
+
+def report_drill_error(settings: PlatformSettings, name: str, evidence_storage: str, exc: Exception) -> None:
+    """Keep what evidence the failed drill left (its partial journal), then emit `.failed` with the
+    error; a failure to publish is logged, never raised over the drill's own error."""
+    journal = journal_of(exc)
+    links: dict[str, str] = {}
+    try:
+        if journal is not None:
+            links = publish_evidence(settings, journal, evidence_storage)
+    except Exception as publish_error:
+        get_run_logger().warning("partial evidence of drill %s not published: %s", name, publish_error)
+    finally:
+        emit_drill_event(name, journal, links, error=error_text(exc, settings_secrets(settings)))
+
+
 def _record(data: dict[str, Any]):  # noqa: ANN202
     from tasks.drill_load import TurnRecord
 
@@ -121,15 +156,14 @@ def failover_drill(
         logger.info("dry run of %s: would touch %s", exp.name, plan.touches)
         return {"dry_run": True, "plan": plan.model_dump(mode="json")}
     run_name = str(flow_run.get_id() or os.urandom(6).hex())
-    journal = execute_drill(settings, exp, options, run_name)
+    try:
+        journal = execute_drill(settings, exp, options, run_name)
+    except Exception as exc:
+        report_drill_error(settings, exp.name, options.evidence_storage, exc)
+        raise
     links = publish_evidence(settings, journal, options.evidence_storage)
+    emit_drill_event(exp.name, journal, links)
     m = journal.measurements
-    emit_event(
-        event=f"{EVENT_PREFIX}.{journal.status}",
-        resource={"prefect.resource.id": f"llm-resilience.drill.{exp.name}", "prefect.resource.name": exp.name},
-        payload={"reasons": journal.reasons, "measurements": m.model_dump(mode="json") if m else None,
-                 "slo": [v.model_dump(mode="json") for v in journal.slo_verdicts], "evidence": links},
-    )
     summary = {"experiment": exp.name, "status": journal.status, "reasons": journal.reasons,
                "measurements": m.model_dump(mode="json") if m else None, "evidence": links}
     if journal.status != "passed":

@@ -11,14 +11,18 @@ within the deadline -> measure, judge against the SLOs, keep the journal.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from deployments.settings import PlatformSettings
 from deployments.stack.haproxy_config import BACKEND
@@ -33,6 +37,9 @@ from tasks.drill_measurements import (
 from tasks.errors import LLMResilienceError, NonRetryableError
 from tasks.gateway_observer import GatewayObserver
 from tasks.session_topology import RedisNode, follow, switchover
+
+logger = logging.getLogger(__name__)
+_URL_PASSWORD = re.compile(r"(?<=://)[^/\s@:]+:[^/\s@]+@")  # scheme://user:password@host
 
 
 class FaultStillActiveError(NonRetryableError):
@@ -64,6 +71,32 @@ def sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def error_text(exc: BaseException, secrets: Iterable[str] = (), limit: int = 1000) -> str:
+    """``Type: message`` (with its notes) for journals and events, which outlive the run and are
+    readable by anyone with UI access: known secret values and URL passwords are masked."""
+    text = "; ".join([f"{type(exc).__name__}: {exc}", *getattr(exc, "__notes__", [])])
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return _URL_PASSWORD.sub("***@", text)[:limit]
+
+
+def settings_secrets(settings: object) -> list[str]:
+    """The secret values a platform's settings hold (S3 secret key, database URL)."""
+    return [v.get_secret_value() for v in vars(settings).values() if isinstance(v, SecretStr)]
+
+
+def attach_journal(exc: BaseException, journal: DrillJournal) -> None:
+    """Hand a drill's partial journal to whoever catches ``exc`` (the flow keeps it as evidence)."""
+    exc.drill_journal = journal  # type: ignore[attr-defined]
+
+
+def journal_of(exc: BaseException) -> DrillJournal | None:
+    """The partial journal of a drill that ended in ``exc``, if ``DrillRunner.run`` attached one."""
+    journal = getattr(exc, "drill_journal", None)
+    return journal if isinstance(journal, DrillJournal) else None
+
+
 @dataclass
 class DrillOutcome:
     journal: DrillJournal
@@ -86,13 +119,27 @@ class DrillRunner:
         plan, fault = plan_experiment(settings, exp)
         journal = DrillJournal(experiment=exp.model_dump(mode="json"), run=self.run_name, started_at=time.time())
         journal.log("action", "plan", "; ".join(f"{a.step} {a.component}: {a.detail}" for a in plan.actions))
-        with claim_targets(settings.run_dir / "drills", plan.touches, experiment=exp.name, run=self.run_name), \
-                sigterm_raises():
-            if fault.is_active():
-                raise FaultStillActiveError(
-                    f"{fault.describe()} is still in place (an interrupted drill's fault lasts until its "
-                    "lease ends); refused before injecting anything")
-            return self._run_claimed(fault, journal)
+        try:
+            with claim_targets(settings.run_dir / "drills", plan.touches, experiment=exp.name, run=self.run_name), \
+                    sigterm_raises():
+                if fault.is_active():
+                    raise FaultStillActiveError(
+                        f"{fault.describe()} is still in place (an interrupted drill's fault lasts until its "
+                        "lease ends); refused before injecting anything")
+                return self._run_claimed(fault, journal)
+        except Exception as exc:
+            self._journal_error(journal, exc)
+            raise
+
+    def _journal_error(self, journal: DrillJournal, exc: Exception) -> None:
+        """A drill that raised (cancelled, rollback or failback failed) is failed, and its journal so far
+        goes with the exception: the flow keeps it as evidence and reports the failure."""
+        text = error_text(exc, settings_secrets(self.settings))
+        journal.log("error", "drill-ended", text)
+        journal.entries.sort(key=lambda e: e.at)
+        journal.status = "failed"
+        journal.reasons.append(f"drill ended by an error: {text}")
+        attach_journal(exc, journal)
 
     def _run_claimed(self, fault, journal: DrillJournal) -> DrillOutcome:  # noqa: ANN001, C901
         exp, settings = self.experiment, self.settings
@@ -114,27 +161,27 @@ class DrillRunner:
         t0 = t_rb = time.time()
         injected = False
         try:  # whatever happens, the load and the observer stop (else they outlive the drill)
-            try:  # whatever happens, an injected fault is rolled back
-                before = self._steady_state_before(load_started, load)
-                journal.steady_state_before = before
-                journal.log("probe", "steady-state-before", _verdicts_text(before))
-                if not all(v.passed for v in before):
-                    reasons.append(f"steady state not met before the fault ({_failed_names(before)}); nothing injected")
-                    t0 = t_rb = time.time()
-                else:
-                    t0 = time.time()
-                    injected = True
-                    assert exp.rollback is not None
-                    fault.inject(exp.rollback.lease_s)
-                    journal.log("action", "inject", fault.describe(), at=t0)
-                    reasons += self._observe_fault(t0, load, journal)
-            finally:
-                if injected:
-                    fault.rollback()
-                    t_rb = time.time()
-                    journal.log("action", "rollback", f"undid {fault.describe()}", at=t_rb)
-            if load.router is not None and load.router.failed_over:
-                self._fail_sessions_back(nodes, load, journal)
+            with self._sessions_failed_back(nodes, load, journal):  # on every exit, after the rollback
+                try:  # whatever happens, an injected fault is rolled back
+                    before = self._steady_state_before(load_started, load)
+                    journal.steady_state_before = before
+                    journal.log("probe", "steady-state-before", _verdicts_text(before))
+                    if not all(v.passed for v in before):
+                        reasons.append(f"steady state not met before the fault ({_failed_names(before)}); "
+                                       "nothing injected")
+                        t0 = t_rb = time.time()
+                    else:
+                        t0 = time.time()
+                        injected = True
+                        assert exp.rollback is not None
+                        fault.inject(exp.rollback.lease_s)
+                        journal.log("action", "inject", fault.describe(), at=t0)
+                        reasons += self._observe_fault(t0, load, journal)
+                finally:
+                    if injected:
+                        fault.rollback()
+                        t_rb = time.time()
+                        journal.log("action", "rollback", f"undid {fault.describe()}", at=t_rb)
             if injected:
                 after, recovered = self._await_recovery(t_rb, load, journal)
                 journal.steady_state_after = after
@@ -196,6 +243,33 @@ class DrillRunner:
                 return [f"load generator failed: {load.error!r}"]
             time.sleep(self.poll_s)
         return []
+
+    @contextmanager
+    def _sessions_failed_back(self, nodes: tuple[RedisNode, RedisNode], load: LoadGenerator,
+                              journal: DrillJournal) -> Iterator[None]:
+        """However the block ends, a failed-over session store fails back: else the rolled-back
+        region-a Redis serves as a second primary beside the promoted region-b (split brain).
+
+        When the block raised, that exception stays the one raised; a failback error is journaled,
+        logged and noted on it rather than replacing it.
+        """
+        try:
+            yield
+        except BaseException as exc:
+            try:
+                self._fail_back_if_failed_over(nodes, load, journal)
+            except Exception as failback_error:
+                text = error_text(failback_error, settings_secrets(self.settings))
+                journal.log("error", "session-failback", f"failed while the drill was ending on an error: {text}")
+                logger.error("session failback failed after %s: %s", type(exc).__name__, text)
+                exc.add_note(f"session failback also failed: {text}")
+            raise
+        self._fail_back_if_failed_over(nodes, load, journal)
+
+    def _fail_back_if_failed_over(self, nodes: tuple[RedisNode, RedisNode], load: LoadGenerator,
+                                  journal: DrillJournal) -> None:
+        if load.router is not None and load.router.failed_over:
+            self._fail_sessions_back(nodes, load, journal)
 
     def _fail_sessions_back(self, nodes: tuple[RedisNode, RedisNode], load: LoadGenerator,
                             journal: DrillJournal) -> None:
@@ -268,4 +342,5 @@ def _failed_names(verdicts: list[Verdict]) -> str:
     return ", ".join(v.name for v in verdicts if not v.passed) or "no traffic"
 
 
-__all__ = ["DrillOutcome", "DrillRunner", "FaultStillActiveError", "SessionAction"]
+__all__ = ["DrillOutcome", "DrillRunner", "FaultStillActiveError", "SessionAction", "error_text", "journal_of",
+           "settings_secrets"]

@@ -150,9 +150,14 @@ class ProcessFault(Fault):
         )
 
     def rollback(self) -> None:
+        """Undo the fault, then cancel its leases: if the undo raises, the leases stay armed and
+        still undo the fault at their deadline (a second ``rollback`` may also retry it)."""
+        self._undo()
         for lease in self._leases:
             stop_process(lease, timeout_s=2)
         self._leases.clear()
+
+    def _undo(self) -> None:
         if self.kind == "hang":
             for name in self.components:
                 proc = live_process(self.launcher.record(name))

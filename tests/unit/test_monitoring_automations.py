@@ -87,12 +87,27 @@ def test_breach_notification_is_once_an_hour_per_component_and_metric() -> None:
     assert "{{ event.payload.threshold }}" in a.actions[0].body
 
 
+def _health_check_interval() -> timedelta:
+    deployments = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+    health = next(d for d in deployments if d["name"] == "health-check")
+    return timedelta(seconds=health["schedules"][0]["interval"])
+
+
+def test_declared_failover_window_holds_its_threshold_of_consecutive_health_reports() -> None:
+    """A Reactive trigger counts events strictly before first + within; the health monitor reports once
+    per interval, so the threshold-th `down` arrives (threshold - 1) intervals after the first: the
+    window must hold it with slack for a late run, yet stay shorter than threshold intervals."""
+    [a] = [a for a in monitoring_automations(_Client(failover=True, block=True)) if a.name == PRIMARY_DOWN_FAILOVER]
+    interval = _health_check_interval()
+    last_report = (a.trigger.threshold - 1) * interval
+    assert a.trigger.within - last_report >= timedelta(minutes=1), (a.trigger.within, last_report)
+    assert a.trigger.within < a.trigger.threshold * interval
+
+
 def test_missing_notification_block_is_a_named_error() -> None:
     with pytest.raises(ConfigurationError, match="custom-webhook/llm-resilience-alerts does not exist"):
         monitoring_automations(_Client(failover=True, block=False))
 
 
 def test_policy_schedule_interval_matches_the_health_check_deployment() -> None:
-    deployments = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
-    health = next(d for d in deployments if d["name"] == "health-check")
-    assert MonitoringPolicy(state_dir="/tmp/x").schedule_interval_s == health["schedules"][0]["interval"]
+    assert MonitoringPolicy(state_dir="/tmp/x").schedule_interval_s == _health_check_interval().total_seconds()
