@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from blocks import MonitoringPolicy
 from tasks.health import probe_llm_endpoint, probe_prefect_api, probe_session_store, probe_storage
-from tasks.health_probes import HealthStatus, ProbePolicy, ProbeResult
+from tasks.health_probes import HealthStatus, ProbePolicy, ProbeResult, flag_split_brain
 from tasks.health_report import HealthReport
 from tasks.metrics_store import MetricsStore
 from tasks.monitoring import (
@@ -103,7 +103,7 @@ def health_check(targets: HealthTargets | None = None) -> HealthReport:
                                        f"{notify_state.message}"[:500]))
         elif (notify := notify_future.result()) is not None:
             results.append(notify)
-    report = HealthReport(checked_at=now, results=results)
+    report = HealthReport(checked_at=now, results=flag_split_brain(results, policy))
     # Events first: the failover automation counts them, and nothing the monitor does after may hold them up.
     publish_report(report)
     emit_component_events(report)

@@ -42,6 +42,9 @@ class ProbePolicy(BaseModel):
     backoff_s: float = Field(default=0.5, ge=0, description="First delay between tries (doubles, jittered).")
     degraded_latency_ms: float = Field(default=3000.0, gt=0, description="Slower than this is degraded.")
     max_replication_lag_bytes: int = Field(default=1_048_576, ge=0, description="Replica lag above this is degraded.")
+    one_session_primary: bool = Field(
+        default=True, description="The session stores form one replication group: more than one primary is a "
+                                  "split brain (degraded). Off for stores that are independent by design.")
 
 
 class ProbeResult(BaseModel):
@@ -167,6 +170,21 @@ def llm_completion(client: httpx.Client, model: str, *, list_models: bool = True
 def _expect_ok(resp: httpx.Response, what: str) -> None:
     if resp.status_code != 200:
         raise ProbeFailed(f"{what} answered HTTP {resp.status_code}: {resp.text[:200]}")
+
+
+def flag_split_brain(results: list[ProbeResult], policy: ProbePolicy) -> list[ProbeResult]:
+    """Each store's probe sees only itself, so two primaries (a failover whose old primary came
+    back still a primary) both look healthy: writes then diverge, and the next failover loses
+    one side's. Marks every primary session store degraded when more than one answers as primary."""
+    primaries = [r for r in results if r.kind == "sessions" and r.status is not HealthStatus.down
+                 and r.metrics.get("role") == "primary"]
+    if not policy.one_session_primary or len(primaries) < 2:
+        return results
+    names = ", ".join(r.component for r in primaries)
+    why = f"split brain: {len(primaries)} session stores are primary ({names}); one must follow the other"
+    flagged = {id(r) for r in primaries}
+    return [r.model_copy(update={"status": HealthStatus.degraded, "detail": f"{r.detail}; {why}"[:500]})
+            if id(r) in flagged else r for r in results]
 
 
 def redis_replication(client: Any, policy: ProbePolicy, connect_master: Callable[[str, int], Any]) -> CheckOutcome:

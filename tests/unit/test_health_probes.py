@@ -10,6 +10,8 @@ from tasks.health_probes import (
     CheckOutcome,
     HealthStatus,
     ProbePolicy,
+    ProbeResult,
+    flag_split_brain,
     llm_completion,
     redis_replication,
     run_probe,
@@ -184,3 +186,23 @@ def test_unreachable_primary_leaves_lag_unknown_not_failed() -> None:
 
     outcome = redis_replication(_replica(5), FAST, connect)
     assert outcome.degraded is None and outcome.metrics["lag_bytes"] is None
+
+
+def _store(name: str, role: str, status: HealthStatus = HealthStatus.ok) -> ProbeResult:
+    return ProbeResult(component=f"sessions-{name}", kind="sessions", target=f"redis://{name}", status=status,
+                       detail=role, metrics={"role": role})
+
+
+def test_two_primary_session_stores_are_a_split_brain() -> None:
+    llm = ProbeResult(component="llm-region-a", kind="llm", target="x", status=HealthStatus.ok, metrics={"role": "primary"})
+    healthy = [_store("region-a", "primary"), _store("region-b", "replica"), llm]
+    assert flag_split_brain(healthy, ProbePolicy()) == healthy
+    split = flag_split_brain([_store("region-a", "primary"), _store("region-b", "primary"), llm], ProbePolicy())
+    assert [r.status for r in split] == [HealthStatus.degraded, HealthStatus.degraded, HealthStatus.ok]
+    assert all("split brain: 2 session stores are primary (sessions-region-a, sessions-region-b)" in r.detail
+               for r in split[:2])
+    # a store that is down is not a primary anyone writes to; independent stores can opt out
+    assert flag_split_brain([_store("region-a", "primary"), _store("region-b", "primary", HealthStatus.down)],
+                            ProbePolicy())[0].status is HealthStatus.ok
+    independent = [_store("region-a", "primary"), _store("region-b", "primary")]
+    assert flag_split_brain(independent, ProbePolicy(one_session_primary=False)) == independent
