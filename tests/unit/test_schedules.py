@@ -66,3 +66,10 @@ def test_no_drill_overlaps_another_drill_or_the_prompt_regression() -> None:
     overlaps = [(a, b, start_a.isoformat()) for (a, runs_a), (b, runs_b) in combinations(scheduled, 2)
                 for start_a, end_a in runs_a for start_b, end_b in runs_b if start_a < end_b and start_b < end_a]
     assert not overlaps
+
+
+def test_the_nightly_regression_calls_the_model_every_night() -> None:
+    """A response cache would replay the first night's answers: the served model could change
+    behind the same name and the nightly would never see it."""
+    (nightly,) = _regressions()
+    assert nightly["parameters"]["request"]["runner"].get("cache_dir") is None
