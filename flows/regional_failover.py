@@ -28,6 +28,11 @@ def _publish(kind: str, log: StepLog, outcome: str, reason: str = "") -> None:
                payload={"steps": log.entries, "reason": reason})
 
 
+def _reason(exc: Exception) -> str:
+    """Our errors say what went wrong in words; anything else also needs its type to be read."""
+    return str(exc) if isinstance(exc, LLMResilienceError) else f"{type(exc).__name__}: {exc}"
+
+
 @flow(name="regional-failover", log_prints=True)
 def regional_failover(verify_requests: int = 8) -> list[dict]:
     """Gateway traffic to region-b, region-b's session store promoted, verified by probes."""
@@ -35,8 +40,8 @@ def regional_failover(verify_requests: int = 8) -> list[dict]:
     try:
         # Not a retried task: repeating a half-done failover blindly is worse than reporting it.
         RegionalControl(current_platform()).fail_over(verify_requests=verify_requests, log=log)
-    except LLMResilienceError as exc:
-        _publish("regional-failover", log, "aborted", str(exc))
+    except Exception as exc:  # a raw Redis/HTTP error half-way is as much an abort as our own errors
+        _publish("regional-failover", log, "aborted", _reason(exc))
         raise
     _publish("regional-failover", log, "completed")
     get_run_logger().info("traffic and sessions on region-b: %s", log.entries[-1])
@@ -50,8 +55,8 @@ def failback(policy: FailbackPolicy | None = None) -> list[dict]:
     log = StepLog()
     try:
         control.fail_back(policy or FailbackPolicy(), log)
-    except LLMResilienceError as exc:
-        _publish("failback", log, "aborted", str(exc))
+    except Exception as exc:
+        _publish("failback", log, "aborted", _reason(exc))
         raise
     _publish("failback", log, "completed")
     return log.entries
