@@ -6,7 +6,7 @@ Understood: `prompts` (strings, `file://` paths relative to the config, `{raw|id
 `config.apiBaseUrl`, `apiKey`, `temperature`, `max_tokens`, `top_p`, `seed`, `stop`),
 `defaultTest` and `tests` with `vars`, `assert` (type, value, threshold, weight, `not-` types)
 and `threshold`. Anything else that would change results — an assertion type, a provider kind,
-tests from a file — is reported by name; by default the import then fails, so nothing is
+tests from a file, a test option such as `transform`, a list-valued var — is reported by name; by default the import then fails, so nothing is
 silently dropped.
 """
 
@@ -88,6 +88,22 @@ def _assertions(asserts: list[Any], where: str, unsupported: list[str], keep_goi
     return kept
 
 
+# Test options that leave the answers and their scoring alone; any other (`transform`, `prefix`,
+# `suffix`, a grading `provider` ...) would change results and is reported.
+HARMLESS_OPTIONS = frozenset({"runSerially"})
+
+
+def _options_and_vars(test: dict[str, Any], where: str, unsupported: list[str]) -> None:
+    """Report test options that change results, and list-valued vars (promptfoo runs one case per
+    value; imported as they are, the list would be rendered into the prompt as one value)."""
+    options = test.get("options") or {}
+    for key in sorted(set(options) - HARMLESS_OPTIONS if isinstance(options, dict) else {"<not a mapping>"}):
+        unsupported.append(f"{where}.options.{key}")
+    for name, value in (test.get("vars") or {}).items():
+        if isinstance(value, list):
+            unsupported.append(f"{where}.vars.{name}: a list of values (one case per value)")
+
+
 def import_promptfoo(path: str | Path, *, skip_unsupported: bool = False) -> PromptfooImport:
     """Parse a promptfoo config; unsupported parts are listed and fail the import unless skipped."""
     path = Path(path)
@@ -114,6 +130,7 @@ def import_promptfoo(path: str | Path, *, skip_unsupported: bool = False) -> Pro
     default = data.get("defaultTest") or {}
     for key in sorted(set(default) - {"vars", "assert", "threshold", "description", "options"}):
         unsupported.append(f"defaultTest.{key}")
+    _options_and_vars(default, f"{source}: defaultTest", unsupported)
     cases = []
     for i, t in enumerate(tests):
         where = f"{source}: tests[{i}]"
@@ -123,6 +140,7 @@ def import_promptfoo(path: str | Path, *, skip_unsupported: bool = False) -> Pro
             case["threshold"] = t["threshold"]
         for key in sorted(set(t) - {"description", "vars", "assert", "threshold", "options", "metadata"}):
             unsupported.append(f"{where}.{key}")
+        _options_and_vars(t, where, unsupported)
         cases.append(case)
     suite_data = {
         "name": str(data.get("description") or path.stem),

@@ -76,3 +76,19 @@ def test_promptfoo_unsupported_parts_are_named(tmp_path):
     assert len(lenient.unsupported) == 3
     assert [a.type for a in lenient.suite.cases[0].assertions] == ["contains"]
     assert [p.model for p in lenient.providers] == ["m"]
+
+
+def test_promptfoo_options_and_list_vars_that_change_results_are_named(tmp_path):
+    cfg = tmp_path / "promptfooconfig.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "prompts": ["Say {{x}}"],
+        "providers": ["openai:chat:m"],
+        "defaultTest": {"options": {"transform": "output.toUpperCase()"}},
+        "tests": [{"vars": {"x": ["a", "b"]}, "options": {"runSerially": True, "prefix": "Be terse. "},
+                   "assert": [{"type": "contains", "value": "a"}]}],
+    }))
+    with pytest.raises(SuiteError) as info:
+        import_promptfoo(cfg)
+    message = str(info.value)
+    assert "defaultTest.options.transform" in message and "tests[0].options.prefix" in message
+    assert "tests[0].vars.x: a list of values" in message and "runSerially" not in message
