@@ -122,6 +122,8 @@ def verify_file(fs: fsspec.AbstractFileSystem, root: str, file: CheckpointFile, 
         result.findings.append(finding(FindingKind.file_unreadable, file.path, f"cannot open: {exc}"))
         result.header_ok = False
         return result
+    except Exception as exc:  # noqa: BLE001 - one file's failure is its finding, never the batch's
+        return _unexpected(result, "cannot open", exc)
     try:
         result.size = source.size
         _check_structure(source, result)
@@ -131,8 +133,18 @@ def verify_file(fs: fsspec.AbstractFileSystem, root: str, file: CheckpointFile, 
         result.findings.append(finding(FindingKind.file_unreadable, file.path, f"read failed: {exc}"))
         result.header_ok = False
         result.digest = None
+    except Exception as exc:  # noqa: BLE001 - hostile input a parser did not foresee; BaseException (Ctrl-C, cancellation) passes
+        _unexpected(result, "verification failed", exc)
     finally:
         source.close()
+    return result
+
+
+def _unexpected(result: FileResult, what: str, exc: Exception) -> FileResult:
+    """An exception no parser turned into a finding: this file is unverified, the others go on."""
+    result.findings.append(finding(FindingKind.file_unreadable, result.path, f"{what}: {type(exc).__name__}: {exc}"))
+    result.header_ok = False
+    result.digest = None
     return result
 
 

@@ -1,4 +1,4 @@
-"""Validate a GGUF file's header: magic, version, counts, metadata, tensor offsets in bounds and aligned.
+"""Validate a GGUF file's header: magic, version, counts, metadata, tensor names and offsets.
 
 Layout (ggml/docs/gguf.md): magic ``GGUF``, u32 version (2 or 3; 1 used u32 counts), u64 tensor
 count, u64 key-value count, the key-values, the tensor infos (name, n_dims, dims, ggml type, u64
@@ -139,6 +139,10 @@ def _parse(r: BufferedReader, size: int, file: str) -> tuple[GGUFHeader, list[Fi
 
     findings: list[Finding] = []
     data_len = size - data_start
+    seen: set[str] = set()
+    # llama.cpp's loader (gguf_init_from_file) wants each tensor exactly where the previous one's
+    # data, padded to the alignment, ends: none out of order, overlapping or with a gap.
+    expected: int | None = 0
     for name, dims, gtype, offset, at in infos:
         nelements = 1
         for d in dims:
@@ -149,9 +153,32 @@ def _parse(r: BufferedReader, size: int, file: str) -> tuple[GGUFHeader, list[Fi
             length = -(-nelements // block) * nbytes
         else:
             findings.append(finding(FindingKind.gguf_unknown_tensor_type, file, f"ggml type {gtype} is unknown", tensor=name, offset=at))
+        if name in seen:
+            findings.append(finding(FindingKind.duplicate_tensor, file, f"tensor name {name!r} appears more than once; llama.cpp refuses the file", tensor=name, offset=at))
+        seen.add(name)
+        misplaced = False
         if offset % alignment:
+            misplaced = True
             findings.append(finding(FindingKind.gguf_offset_misaligned, file, f"data offset {offset} is not a multiple of the alignment {alignment}", tensor=name, offset=data_start + offset))
         if offset + (length or 0) > data_len:
+            misplaced = True
             findings.append(finding(FindingKind.gguf_offset_out_of_bounds, file, f"tensor bytes [{offset}, {offset + (length or 0)}) pass the data section's {data_len} bytes", tensor=name, offset=data_start + offset))
+        if not misplaced and expected is not None:
+            findings += _sequence_findings(name, offset, expected, file, data_start)
+        if length is None:
+            expected = None  # an unknown type's size is unknown: the running total stops there
+        elif expected is not None:
+            expected = max(expected, offset + -(-length // alignment) * alignment)
         header.tensors.append(GGUFTensor(name, dims, gtype, data_start + offset, length))
     return header, findings
+
+
+def _sequence_findings(name: str, offset: int, expected: int, file: str, data_start: int) -> list[Finding]:
+    """A tensor that does not start where the running padded total of the ones before it ends."""
+    if offset > expected:
+        detail = f"data offset {offset}, but the tensors before it end at {expected} (padded): {offset - expected} bytes no tensor owns"
+        return [finding(FindingKind.offsets_gap, file, detail, tensor=name, offset=data_start + expected)]
+    if offset < expected:
+        detail = f"data offset {offset} is inside the tensors before it, which end at {expected} (padded): overlapping or out of order"
+        return [finding(FindingKind.offsets_overlap, file, detail, tensor=name, offset=data_start + offset)]
+    return []

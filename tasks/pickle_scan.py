@@ -15,6 +15,8 @@ from __future__ import annotations
 import io
 import pickletools
 import zipfile
+from collections.abc import Iterator
+from enum import Enum
 from typing import BinaryIO
 
 from tasks.checkpoint_findings import Finding, FindingKind, finding
@@ -69,6 +71,21 @@ DANGEROUS: dict[str, set[str]] = {
 _STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"}
 _PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
 _GET_OPS = {"GET", "BINGET", "LONG_BINGET"}
+_SAME_OBJECT_OPS = {"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"}  # fill the object below, leave it there
+_MARK = pickletools.markobject
+
+
+class _NotStr(Enum):
+    """A stack value known not to be a str (STACK_GLOBAL refuses it); None stands for 'could be anything'."""
+
+    NOT_STR = "not a str"
+
+
+_Value = str | _NotStr | None
+_NOT_STR = _NotStr.NOT_STR
+# Opcodes whose result may be any object (a call's result, a global, a persistent id, a buffer).
+_ANY_RESULT = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "EXT1", "EXT2", "EXT4",
+               "PERSID", "BINPERSID", "NEXT_BUFFER", "READONLY_BUFFER"}
 
 
 def _matches(table: dict[str, set[str]], module: str, name: str) -> bool:
@@ -89,44 +106,95 @@ def classify_global(module: str, name: str) -> FindingKind | None:
     return FindingKind.pickle_unallowed_global
 
 
-def pickle_globals(stream: BinaryIO) -> list[tuple[str, str, int]]:
-    """(module, name, position) of every import in one pickle; raises ValueError on a malformed one."""
-    found: list[tuple[str, str, int]] = []
-    strings: list[str | None] = []  # recent pushes, for STACK_GLOBAL (None = not a string)
-    memo: dict[int, str | None] = {}
-    memo_next = 0
+def _text(arg: object) -> str:
+    return arg if isinstance(arg, str) else arg.decode("latin-1") if isinstance(arg, bytes) else str(arg)
+
+
+def iter_pickle_globals(stream: BinaryIO) -> Iterator[tuple[str, str, int]]:
+    """(module, name, position) of each import of one pickle, in the order the unpickler meets them.
+
+    The unpickler's stack (MARK fences included) and memo are mirrored exactly, holding the
+    string values and _NOT_STR or None for anything else: STACK_GLOBAL names what ``pickle.loads``
+    would import, whatever PUT/MEMOIZE/GET games the pickle plays (MEMOIZE stores at ``len(memo)``,
+    which PUTs to arbitrary indexes grow too). Raises ValueError where the unpickler fails too
+    (junk opcode, stack underflow, unknown memo index, STACK_GLOBAL on a non-string): imports
+    already yielded have run by then, later ones never do.
+    """
+    stack: list[_Value] = []
+    marks: list[list[_Value]] = []  # the stacks saved by each open MARK
+    memo: dict[int, _Value] = {}
     for op, arg, pos in pickletools.genops(stream):
         name = op.name
+        if name == "MARK":
+            marks.append(stack)
+            stack = []
+            continue
+        if name == "POP" and not stack and marks:  # POP on an empty slice drops the MARK
+            stack = marks.pop()
+            continue
+        if name in _PUT_OPS or name == "MEMOIZE":  # store the top, leave the stack as it is
+            if not stack:
+                raise ValueError(f"{name} at byte {pos} finds an empty stack")
+            memo[len(memo) if name == "MEMOIZE" else int(arg)] = stack[-1]
+            continue
+        before = op.stack_before
+        if _MARK in before:
+            if not marks:
+                raise ValueError(f"{name} at byte {pos} finds no MARK")
+            stack = marks.pop()
+            before = before[: before.index(_MARK)]
+        if len(stack) < len(before):
+            raise ValueError(f"{name} at byte {pos} pops {len(before)} items from a stack of {len(stack)}")
+        popped = stack[len(stack) - len(before):]
+        del stack[len(stack) - len(before):]
         if name in ("GLOBAL", "INST"):
             module, _, attr = str(arg).partition(" ")
-            found.append((module, attr, pos))
-            strings.append(None)
+            yield module, attr, pos
         elif name == "STACK_GLOBAL":
-            if len(strings) < 2 or strings[-1] is None or strings[-2] is None:
-                found.append(("<unknown>", "<STACK_GLOBAL with computed operands>", pos))
+            module, attr = popped
+            if module is _NOT_STR or attr is _NOT_STR:
+                raise ValueError(f"STACK_GLOBAL at byte {pos} needs two strings")
+            if module is None or attr is None:
+                yield "<unknown>", "<STACK_GLOBAL with computed operands>", pos
             else:
-                found.append((strings[-2], strings[-1], pos))
-            strings.append(None)
-        elif name in _STRING_OPS:
-            strings.append(arg if isinstance(arg, str) else arg.decode("latin-1") if isinstance(arg, bytes) else str(arg))
-        elif name in _PUT_OPS:
-            memo[int(arg)] = strings[-1] if strings else None
-        elif name == "MEMOIZE":
-            memo[memo_next] = strings[-1] if strings else None
-            memo_next += 1
+                yield module, attr, pos
+        if name in _STRING_OPS:
+            stack.append(_text(arg))
         elif name in _GET_OPS:
-            strings.append(memo.get(int(arg)))
+            if int(arg) not in memo:
+                raise ValueError(f"{name} at byte {pos} reads memo index {arg}, which was never stored")
+            stack.append(memo[int(arg)])
+        elif name == "DUP":
+            stack += popped * 2
+        elif name in _SAME_OBJECT_OPS:
+            stack.append(popped[0])
         elif name == "STOP":
-            break
+            return
         else:
-            strings.append(None)
-        if len(strings) > 64:
-            del strings[:-8]
-    return found
+            stack += [None if name in _ANY_RESULT else _NOT_STR] * len(op.stack_after)
+
+
+def pickle_globals(stream: BinaryIO) -> list[tuple[str, str, int]]:
+    """(module, name, position) of every import in one pickle; raises ValueError on a malformed one."""
+    return list(iter_pickle_globals(stream))
+
+
+def _import_finding(module: str, name: str, file: str, where: str, offset: int) -> Finding | None:
+    kind = classify_global(module, name)
+    if kind is None:
+        return None
+    label = "runs code or reaches outside the process" if kind is FindingKind.pickle_dangerous_global else "is not a known tensor-rebuild function"
+    return finding(kind, file, f"{where} imports {module}.{name}, which {label}", offset=offset)
 
 
 def scan_pickle_stream(stream: BinaryIO, file: str, *, member: str | None = None, base_offset: int = 0) -> list[Finding]:
-    """Every import finding in the pickles at the start of ``stream`` (legacy torch.save writes several)."""
+    """Every import finding in the pickles at the start of ``stream`` (legacy torch.save writes several).
+
+    A pickle that breaks off still has its earlier imports reported: the unpickler ran them
+    before reaching the break. The break itself is a finding for the first pickle, or for a later
+    one that imported something; a later one that breaks before importing anything is taken for
+    the raw tensor bytes that follow the pickles of a legacy checkpoint.
+    """
     findings: list[Finding] = []
     where = f"{file}:{member}" if member else file
     for index in range(MAX_CONSECUTIVE_PICKLES):
@@ -135,17 +203,25 @@ def scan_pickle_stream(stream: BinaryIO, file: str, *, member: str | None = None
         if not head:
             break
         stream.seek(start)
+        imports: list[tuple[str, str, int]] = []
+        error: Exception | None = None
         try:
-            imports = pickle_globals(stream)
+            for item in iter_pickle_globals(stream):
+                imports.append(item)
         except Exception as exc:  # noqa: BLE001 - genops raises ValueError and friends on junk
-            if index == 0:
-                findings.append(finding(FindingKind.pickle_invalid, file, f"{where} is not a pickle: {exc}"[:300], offset=base_offset + start))
-            break  # raw tensor bytes follow the pickles of a legacy checkpoint
+            error = exc
         for module, name, pos in imports:
-            kind = classify_global(module, name)
-            if kind is not None:
-                label = "runs code or reaches outside the process" if kind is FindingKind.pickle_dangerous_global else "is not a known tensor-rebuild function"
-                findings.append(finding(kind, file, f"{where} imports {module}.{name}, which {label}", offset=base_offset + start + pos))
+            found = _import_finding(module, name, file, where, base_offset + start + pos)
+            if found is not None:
+                findings.append(found)
+        if error is None:
+            continue
+        if index == 0 and not imports:
+            findings.append(finding(FindingKind.pickle_invalid, file, f"{where} is not a pickle: {error}"[:300], offset=base_offset + start))
+        elif imports:
+            detail = f"{where}: pickle {index + 1} breaks off after {len(imports)} import(s), which loading runs first: {error}"
+            findings.append(finding(FindingKind.pickle_invalid, file, detail[:300], offset=base_offset + start))
+        break  # raw tensor bytes follow the pickles of a legacy checkpoint
     return findings
 
 
@@ -156,8 +232,8 @@ def scan_pickle_file(fileobj: BinaryIO, file: str) -> list[Finding]:
     if head == ZIP_MAGIC:
         try:
             archive = zipfile.ZipFile(fileobj)
-        except zipfile.BadZipFile as exc:
-            return [finding(FindingKind.zip_invalid, file, f"zip archive unreadable: {exc}", offset=0)]
+        except Exception as exc:  # noqa: BLE001 - a hostile central directory raises BadZipFile, NotImplementedError, ValueError ...
+            return [finding(FindingKind.zip_invalid, file, f"zip archive unreadable: {type(exc).__name__}: {exc}", offset=0)]
         findings: list[Finding] = []
         members = [i for i in archive.infolist() if i.filename.endswith(".pkl")]
         if not members:
@@ -165,8 +241,8 @@ def scan_pickle_file(fileobj: BinaryIO, file: str) -> list[Finding]:
         for info in members:
             try:
                 data = archive.read(info)  # the pickle part only: tensors live in other members
-            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:  # bad CRC, odd compression, encrypted
-                findings.append(finding(FindingKind.zip_invalid, file, f"member {info.filename}: {exc}", offset=info.header_offset))
+            except Exception as exc:  # noqa: BLE001 - bad CRC, odd compression, encrypted, corrupt deflate (zlib.error) ...
+                findings.append(finding(FindingKind.zip_invalid, file, f"member {info.filename}: {type(exc).__name__}: {exc}", offset=info.header_offset))
                 continue
             findings += scan_pickle_stream(io.BytesIO(data), file, member=info.filename, base_offset=info.header_offset)
         return findings

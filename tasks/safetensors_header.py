@@ -3,19 +3,25 @@
 Layout: 8-byte little-endian header length N, N bytes of UTF-8 JSON ``{name: {dtype, shape,
 data_offsets: [start, end]}, "__metadata__": {str: str}}``, then the data; offsets are relative
 to the data start. Checks match huggingface/safetensors ``SafeTensors::read_metadata`` and
-``Metadata::validate``, plus duplicate tensor names (which serde silently collapses).
+``Metadata::validate``, plus duplicate tensor names (which serde silently collapses). Where
+Python's json is laxer than the reference's serde_json (nesting past 127 levels, a lone surrogate
+escape, a repeated dtype/shape/data_offsets field), serde's refusal is the finding.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 from tasks.checkpoint_findings import Finding, FindingKind, finding
 from tasks.checkpoint_source import ByteSource
 
 MAX_HEADER_SIZE = 100_000_000
+MAX_NESTING = 127  # serde_json's recursion limit (128) refuses deeper headers: the reference loader cannot read them
 USIZE_MAX = 2**64 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ENTRY_FIELDS = ("dtype", "shape", "data_offsets")
 
 # Bits per element, as in safetensors' Dtype::bitsize.
 DTYPE_BITS: dict[str, int] = {
@@ -78,7 +84,38 @@ def read_safetensors_header(source: ByteSource, file: str) -> tuple[SafetensorsH
         parsed = json.loads(text, object_pairs_hook=_pairs_keep_duplicates)
     except json.JSONDecodeError as exc:
         return None, [finding(FindingKind.header_invalid_json, file, f"header JSON: {exc.msg} at char {exc.pos}", offset=8 + exc.pos)]
+    except RecursionError:
+        return None, [finding(FindingKind.header_invalid_json, file, "header does not parse: nested too deep", offset=8)]
+    depth = nesting_depth(parsed)
+    if depth > MAX_NESTING:
+        return None, [finding(FindingKind.header_invalid_json, file, f"header nests {depth} levels deep; the reference loader's JSON parser stops at {MAX_NESTING + 1}", offset=8)]
+    if _has_lone_surrogate(parsed):
+        return None, [finding(FindingKind.header_invalid_json, file, "header holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), which the reference loader's JSON parser refuses", offset=8)]
     return _validate(parsed, n, size, file)  # valid JSON starting with '{' is an object: _Pairs
+
+
+def nesting_depth(value: object) -> int:
+    """How deeply objects and arrays nest (a bare object is 1), walked without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if isinstance(node, list):  # a JSON array, or an object kept as _Pairs of (key, value)
+            deepest = max(deepest, depth)
+            todo.extend((child, depth + 1) for child in ((v for _, v in node) if isinstance(node, _Pairs) else node))
+    return deepest
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    """Python's json keeps an unpaired \\udXXX escape as a surrogate character; serde_json refuses it."""
+    todo = [value]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                return True
+        elif isinstance(node, (list, tuple)):  # arrays, _Pairs and their (key, value) pairs
+            todo.extend(node)
+    return False
 
 
 def _validate(pairs: _Pairs, n: int, size: int, file: str) -> tuple[SafetensorsHeader | None, list[Finding]]:
@@ -102,6 +139,11 @@ def _validate(pairs: _Pairs, n: int, size: int, file: str) -> tuple[SafetensorsH
                 header.metadata = dict(info)
             continue
         entry = dict(info) if isinstance(info, _Pairs) else None
+        repeated = [f for f in _ENTRY_FIELDS if entry is not None and sum(k == f for k, _ in info) > 1]
+        if repeated:  # serde refuses a duplicate field where Python's json keeps the last
+            findings.append(finding(FindingKind.tensor_invalid_info, file, f"field {repeated[0]!r} appears more than once in the entry", tensor=name, offset=8))
+            usable = False
+            continue
         dtype, shape, offsets = (entry or {}).get("dtype"), (entry or {}).get("shape"), (entry or {}).get("data_offsets")
         if not (
             isinstance(dtype, str)

@@ -41,6 +41,8 @@ def parse_index(raw: bytes, file: str) -> tuple[ShardIndex | None, list[Finding]
         doc = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return None, [finding(FindingKind.index_invalid_json, file, f"not JSON: {exc}")]
+    except RecursionError:  # transformers' json.load fails the same way
+        return None, [finding(FindingKind.index_invalid_json, file, "does not parse: nested too deep")]
     if not isinstance(doc, dict) or not isinstance(doc.get("weight_map"), dict):
         return None, [finding(FindingKind.index_invalid, file, "needs an object with a 'weight_map' object")]
     wm = doc["weight_map"]
@@ -52,7 +54,7 @@ def parse_index(raw: bytes, file: str) -> tuple[ShardIndex | None, list[Finding]
     if total is not None:
         try:
             total = int(total)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity
             return None, [finding(FindingKind.index_invalid, file, f"metadata.total_size {total!r} is not an integer")]
     return ShardIndex(weight_map=dict(wm), total_size=total), []
 

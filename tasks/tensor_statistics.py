@@ -9,21 +9,38 @@ from tasks.checkpoint_findings import Finding, FindingKind, finding
 BLOCK = 16 * 1024 * 1024  # bytes per numpy pass: bounded temporaries however large the tensor
 
 _FLOATS = {"F16": np.float16, "F32": np.float32, "F64": np.float64}
+_ITEMSIZE = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}  # dtypes whose elements are decoded; the rest are bytes
 
 
 class TensorStats:
-    """Feed a tensor's bytes in order (chunks that are whole elements); read the findings at the end."""
+    """Feed a tensor's bytes in order, in chunks of any size; read the findings at the end.
+
+    A ranged read can end mid-element (remote sources slice fixed-size blocks), so the bytes of
+    a split element wait for the next chunk: every element is decoded once, whole.
+    """
 
     def __init__(self, name: str, dtype: str, start: int):
         self.name, self.dtype, self.start = name, dtype, start
         self.nan = self.inf = 0
         self.nonzero = False
         self.length = 0
+        self._itemsize = _ITEMSIZE.get(dtype, 1)
+        self._carry = b""  # the first bytes of an element the last chunk split
 
     def add(self, buf: memoryview | bytes) -> None:
-        for pos in range(0, len(buf), BLOCK):
-            self._add_block(buf[pos : pos + BLOCK])
         self.length += len(buf)
+        if self._carry:
+            need = self._itemsize - len(self._carry)
+            self._carry += bytes(buf[:need])
+            buf = buf[need:]
+            if len(self._carry) < self._itemsize:
+                return
+            self._add_block(self._carry)
+            self._carry = b""
+        whole = len(buf) - len(buf) % self._itemsize
+        for pos in range(0, whole, BLOCK):  # BLOCK is a multiple of every item size
+            self._add_block(buf[pos : min(pos + BLOCK, whole)])
+        self._carry = bytes(buf[whole:])
 
     def _add_block(self, block: memoryview | bytes) -> None:
         if not self.nonzero:
@@ -46,6 +63,6 @@ class TensorStats:
             out.append(finding(FindingKind.tensor_nan, file, f"{self.nan} NaN values", tensor=self.name, offset=self.start))
         if self.inf:
             out.append(finding(FindingKind.tensor_inf, file, f"{self.inf} infinite values", tensor=self.name, offset=self.start))
-        if self.length and not self.nonzero:
+        if self.length and not self.nonzero and not any(self._carry):  # a trailing part-element still counts
             out.append(finding(FindingKind.tensor_all_zero, file, f"all {self.length} bytes are zero", tensor=self.name, offset=self.start))
         return out

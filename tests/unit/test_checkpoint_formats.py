@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import pickle
 import struct
 from pathlib import Path
 
@@ -70,6 +72,8 @@ CORRUPT_CASES = {
     "tensor_misaligned_bits": (lambda p: corpus.raw_safetensors(p, {"a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 2]}}, bytes(2)), K.tensor_misaligned_bits),
     "offsets_inverted": (lambda p: corpus.raw_safetensors(p, {"a": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}}, bytes(8)), K.offsets_inverted),
     "tensor_invalid_info": (lambda p: corpus.raw_safetensors(p, {"a": {"dtype": "F32", "shape": "2x2", "data_offsets": [0, 16]}}, bytes(16)), K.tensor_invalid_info),
+    "lone_surrogate_escape": (lambda p: corpus.raw_safetensors(p, '{"\\ud800":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}', bytes(1)), K.header_invalid_json),
+    "repeated_entry_field": (lambda p: corpus.raw_safetensors(p, '{"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"dtype":"F32"}}', bytes(1)), K.tensor_invalid_info),
 }
 
 
@@ -247,6 +251,35 @@ def test_gguf_implausible_count(tmp_path):
     assert gguf_kinds(path) == [K.gguf_implausible_count]
 
 
+def _gguf_with_tensors(path: Path, tensors: list[tuple[str, int, int]], data_bytes: int = 256) -> Path:
+    """A GGUF of 1-D F32 tensors given as (name, elements, data offset), default alignment 32."""
+    def gstr(s: str) -> bytes:
+        return struct.pack("<Q", len(s.encode())) + s.encode()
+
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), 0)
+    head += b"".join(gstr(n) + struct.pack("<IQIQ", 1, count, 0, offset) for n, count, offset in tensors)
+    path.write_bytes(head + b"\0" * (-len(head) % 32) + b"\1" * data_bytes)
+    return path
+
+
+@pytest.mark.parametrize("tensors,kinds", [
+    ([("a", 3, 0), ("b", 8, 32), ("c", 8, 64)], []),                     # 12 bytes padded to 32: what llama.cpp writes
+    ([("w", 8, 0), ("w", 8, 32)], [K.duplicate_tensor]),
+    ([("a", 8, 0), ("b", 8, 0)], [K.offsets_overlap]),
+    ([("a", 8, 0), ("b", 8, 64)], [K.offsets_gap]),
+    ([("a", 8, 32), ("b", 8, 0)], [K.offsets_gap, K.offsets_overlap]),  # out of order
+    ([("a", 3, 0), ("b", 8, 12)], [K.gguf_offset_misaligned]),          # one finding for one bad offset
+], ids=["padded_run", "duplicate_name", "overlap", "gap", "out_of_order", "unpadded"])
+def test_gguf_tensor_names_and_offsets_follow_llama_cpp(tmp_path, tensors, kinds):
+    src = LocalSource(str(_gguf_with_tensors(tmp_path / "m.gguf", tensors)))
+    try:
+        _, findings = read_gguf_header(src, "m.gguf")
+    finally:
+        src.close()
+    assert [f.kind for f in findings] == kinds
+    assert all(f.tensor in {n for n, _, _ in tensors} and f.file == "m.gguf" for f in findings)
+
+
 # ------------------------------------------------------------------ pickle
 
 def pickle_findings(path: Path):
@@ -307,3 +340,144 @@ def test_broken_zip(tmp_path):
     path = tmp_path / "broken.pt"
     path.write_bytes(corpus.zip_bytes(corpus.torch_state_dict_pickle())[:40])
     assert [f.kind for f in pickle_findings(path)] == [K.zip_invalid]
+
+
+def _real_imports(data: bytes) -> list[tuple[str, str]]:
+    """What pickle.loads imports from ``data``, with every import stubbed out (nothing runs)."""
+    seen: list[tuple[str, str]] = []
+
+    class Recorder(pickle.Unpickler):
+        def find_class(self, module, name):  # noqa: ANN001, ANN202
+            seen.append((module, name))
+            return lambda *args, **kwargs: None
+
+    try:
+        Recorder(io.BytesIO(data)).load()
+    except Exception:  # noqa: BLE001, S110 - only the imports made before any failure matter
+        pass
+    return seen
+
+
+def _u(text: str) -> bytes:  # SHORT_BINUNICODE
+    raw = text.encode()
+    return b"\x8c" + bytes([len(raw)]) + raw
+
+
+# MEMOIZE stores at len(memo), which BINPUTs to arbitrary indexes grow too: a scanner with its own
+# MEMOIZE counter resolves BINGET 2/3 to torch._utils._rebuild_tensor; pickle.loads to os.system.
+MEMO_DESYNC = (
+    b"\x80\x04" + _u("junk") + b"q\x640" + _u("junk") + b"q\x650"
+    + _u("os") + b"\x940" + _u("system") + b"\x940" + _u("torch._utils") + b"\x940" + _u("_rebuild_tensor") + b"\x940"
+    + b"h\x02h\x03\x93" + b"(" + _u("echo pwned") + b"tR."
+)
+# MEMOIZE overwrites a slot a BINPUT filled when len(memo) lands on it: BINGET 1/2 give os.system.
+MEMO_OVERWRITE = (
+    b"\x80\x04" + _u("torch._utils") + b"q\x010" + _u("os") + b"\x940"      # memo {1: os}
+    + _u("_rebuild_tensor") + b"q\x020" + _u("system") + b"\x940"              # memo {1: os, 2: system}
+    + b"h\x01h\x02\x93" + b")R."
+)
+
+
+@pytest.mark.parametrize("data", [MEMO_DESYNC, MEMO_OVERWRITE], ids=["desync", "overwrite"])
+def test_memo_games_cannot_hide_a_global(tmp_path, data):
+    assert ("os", "system") in _real_imports(data)  # the oracle: loading would call os.system
+    path = tmp_path / "pytorch_model.bin"
+    path.write_bytes(data)
+    findings = pickle_findings(path)
+    assert [f.kind for f in findings] == [K.pickle_dangerous_global]
+    assert "os.system" in findings[0].detail
+
+
+@pytest.mark.parametrize("before", [b"", corpus.torch_state_dict_pickle()], ids=["first_pickle", "later_pickle"])
+def test_imports_before_a_break_are_reported_with_the_break(tmp_path, before):
+    broken = b"\x80\x02cos\nsystem\n)R" + b"\xff"  # REDUCE runs os.system, then a junk opcode
+    assert ("os", "system") in _real_imports(broken)
+    path = tmp_path / "legacy.pt"
+    path.write_bytes(before + broken)
+    findings = pickle_findings(path)
+    assert [f.kind for f in findings] == [K.pickle_dangerous_global, K.pickle_invalid]
+    assert "os.system" in findings[0].detail
+    assert findings[1].offset == len(before)
+
+
+def test_raw_storage_bytes_after_legacy_pickles_are_not_imports(tmp_path):
+    # A legacy torch.save tail: int64 numel, then tensor bytes. These decode as BINFLOAT,
+    # EMPTY_TUPLE, STACK_GLOBAL, junk: the unpickler would refuse STACK_GLOBAL on non-strings.
+    tail = struct.pack("<q", 0x47) + b"\x00" + b")\x93\xbc" + np.ones(8, dtype=np.float32).tobytes()
+    path = tmp_path / "legacy.pt"
+    path.write_bytes(corpus.torch_state_dict_pickle() + pickle.dumps(["0", "1"], protocol=2) + tail)
+    assert pickle_findings(path) == []
+
+
+def test_zip_with_unsupported_version_is_a_finding(tmp_path):
+    raw = bytearray(corpus.zip_bytes(corpus.torch_state_dict_pickle()))
+    central = raw.rfind(b"PK\x01\x02")
+    raw[central + 6] = 200  # "version needed to extract" 20.0: zipfile raises NotImplementedError
+    path = tmp_path / "pytorch_model.bin"
+    path.write_bytes(raw)
+    findings = pickle_findings(path)
+    assert [f.kind for f in findings] == [K.zip_invalid]
+    assert "NotImplementedError" in findings[0].detail
+
+
+# ------------------------------------------------------------------ hostile input: findings, never tracebacks
+
+@pytest.mark.parametrize("arrays", [125, 126])
+def test_header_nesting_limit_matches_the_reference_loader(tmp_path, arrays):
+    # top object + tensor entry + N arrays: serde_json reads 127 levels, refuses 128.
+    header = '{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":' + "[" * arrays + "]" * arrays + "}}"
+    path = corpus.raw_safetensors(tmp_path / "deep.safetensors", header, b"\x01")
+    assert (st_kinds(path) == [K.header_invalid_json]) == reference_rejects(path) == (arrays + 2 > 127)
+
+
+def test_deeply_nested_header_and_index_are_findings(tmp_path):
+    corpus.write_single(tmp_path)
+    deep = "[" * 65536 + "]" * 65536
+    corpus.raw_safetensors(tmp_path / "evil.safetensors", '{"a":' + deep + "}")
+    (tmp_path / "sharded").mkdir()
+    (tmp_path / "sharded" / "model.safetensors.index.json").write_text('{"weight_map":' + deep + "}")
+    results, _ = _verify_dir(tmp_path)
+    by = {r.path: r.findings for r in results}
+    assert [(f.kind, f.file) for f in by["evil.safetensors"]] == [(K.header_invalid_json, "evil.safetensors")]
+    assert "nested too deep" in by["evil.safetensors"][0].detail
+    assert [f.kind for f in by["sharded/model.safetensors.index.json"]] == [K.index_invalid_json]
+    assert by["model.safetensors"] == []
+
+
+def test_index_total_size_infinity_is_a_finding():
+    from tasks.safetensors_index import parse_index
+
+    index, findings = parse_index(b'{"weight_map": {"w": "model.safetensors"}, "metadata": {"total_size": Infinity}}', "model.safetensors.index.json")
+    assert index is None
+    assert [f.kind for f in findings] == [K.index_invalid]
+
+
+def _failing_gguf_parser(exc: BaseException):
+    def parse(source, path):  # noqa: ANN001, ANN202, ARG001
+        raise exc
+    return parse
+
+
+def test_unforeseen_parser_exception_is_that_files_finding(tmp_path, monkeypatch):
+    import tasks.checkpoint_verifier as verifier
+
+    corpus.write_single(tmp_path)
+    corpus.write_gguf(tmp_path / "m.gguf")
+    monkeypatch.setattr(verifier, "read_gguf_header", _failing_gguf_parser(RuntimeError("parser bug")))
+    results, _ = _verify_dir(tmp_path)
+    by = {r.path: r for r in results}
+    (f,) = by["m.gguf"].findings
+    assert (f.kind, f.file) == (K.file_unreadable, "m.gguf")
+    assert "RuntimeError: parser bug" in f.detail
+    assert by["m.gguf"].digest is None
+    assert by["model.safetensors"].findings == [] and by["model.safetensors"].digest is not None
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), SystemExit(1)])
+def test_interrupts_are_not_swallowed(tmp_path, monkeypatch, exc):
+    import tasks.checkpoint_verifier as verifier
+
+    corpus.write_gguf(tmp_path / "m.gguf")
+    monkeypatch.setattr(verifier, "read_gguf_header", _failing_gguf_parser(exc))
+    with pytest.raises(type(exc)):
+        _verify_dir(tmp_path)

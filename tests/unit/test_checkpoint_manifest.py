@@ -138,6 +138,53 @@ def test_bf16_statistics(tmp_path):
     assert (stats.nan, stats.inf, stats.nonzero) == (1, 2, True)
 
 
+@pytest.mark.parametrize("dtype,special", [("F32", np.float32), ("F16", np.float16), ("F64", np.float64), ("BF16", None)])
+def test_statistics_see_each_element_once_however_the_bytes_are_chunked(dtype, special):
+    from tasks.tensor_statistics import TensorStats
+
+    if special is None:  # BF16 as raw bits: 1.0, NaN, +Inf, 0
+        raw = np.array([0x3F80, 0x7FC0, 0x7F80, 0x0000] * 5, dtype=np.uint16).tobytes()
+    else:
+        raw = np.array([1.0, np.nan, np.inf, 0.0] * 5, dtype=special).tobytes()
+    for cut in (1, 3, 5, 7):  # chunks that split elements at every byte position
+        stats = TensorStats("w", dtype, 0)
+        for pos in range(0, len(raw), cut):
+            stats.add(memoryview(raw)[pos : pos + cut])
+        assert (stats.nan, stats.inf, stats.length, stats.findings("m")[0].kind) == (5, 5, len(raw), K.tensor_nan)
+
+
+def test_only_nonzero_byte_in_a_split_element_still_counts():
+    from tasks.tensor_statistics import TensorStats
+
+    stats = TensorStats("w", "F32", 0)
+    stats.add(bytes(6))
+    stats.add(b"\x00\x01")  # completes element 2, whose last byte is not zero
+    stats.add(bytes(3))  # and a trailing part-element of zeros
+    assert stats.findings("m") == []
+
+
+def test_remote_tensor_statistics_across_ranged_read_blocks(tmp_path):
+    from tasks.checkpoint_source import STREAM_CHUNK
+
+    # A 6-byte F16 tensor first shifts the F32 one off 4-byte alignment: the first 8 MiB ranged
+    # block ends inside one of its elements, which is made a NaN.
+    bias, big = np.ones(3, dtype=np.float16), np.ones(STREAM_CHUNK // 4 + 1000, dtype=np.float32)
+    header = {"a.bias": {"dtype": "F16", "shape": [3], "data_offsets": [0, 6]},
+              "b.weight": {"dtype": "F32", "shape": [big.size], "data_offsets": [6, 6 + big.nbytes]}}
+    text = json.dumps(header, separators=(",", ":"))
+    text += " " * (-len(text) % 8)
+    big_start = 8 + len(text) + 6
+    assert (STREAM_CHUNK - big_start) % 4
+    big[(STREAM_CHUNK - big_start) // 4] = np.nan
+    corpus.raw_safetensors(tmp_path / "model.safetensors", text, bias.tobytes() + big.tobytes())
+    (local,) = run(tmp_path, tensor_stats=True)
+    fs = _to_memory_fs(tmp_path, "/bucket/ckpt")
+    (remote,) = verify_files(fs, "/bucket/ckpt", list_checkpoint_files(fs, "/bucket/ckpt"), VerifySettings(tensor_stats=True))
+    assert [(f.kind, f.tensor, f.detail) for f in remote.findings] == [(K.tensor_nan, "b.weight", "1 NaN values")]
+    assert [(f.kind, f.detail) for f in remote.findings] == [(f.kind, f.detail) for f in local.findings]
+    assert remote.digest == local.digest
+
+
 # ------------------------------------------------------------------ report
 
 def test_report_verdicts_per_file_and_checkpoint(tmp_path):
