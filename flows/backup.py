@@ -254,7 +254,7 @@ def _backup(params: BackupParams, *, submit: bool = False) -> BackupResult:
             if submit:
                 futures = [backup_batch_own_packs.submit(repo, target, batch, name, parent_files, params.workers)
                            for batch in batches(files, max_files=params.batch_files)]
-                # in order (the manifest lists files as scanned), refreshing the lock as each one lands
+                # in order (the manifest lists files as scanned), checking the lease as each one lands
                 done = (future.result() for future in futures)
             else:
                 done = (backup_batch(repo, writer, target, batch, name, parent_files, params.workers) + (0, 0)
@@ -263,7 +263,7 @@ def _backup(params: BackupParams, *, submit: bool = False) -> BackupResult:
                 entries += batch_entries
                 totals.add(stats)
                 elsewhere_bytes, elsewhere_chunks = elsewhere_bytes + uploaded, elsewhere_chunks + chunks
-                lock.refresh()
+                lock.check()  # renewed in the background; a lost lease stops the upload here, not at the manifest
                 update_progress_artifact(progress_id, min(100.0, 100.0 * totals.bytes_total / total_bytes))
         for block in params.session_stores:
             url, data = export_session_store(block)

@@ -308,7 +308,7 @@ def run_backup(
                 entries += got
                 total.add(stats)
                 writer.flush()
-                lock.refresh()
+                lock.check()  # renewed in the background; a lost lease stops the upload here, not at the manifest
         manifest = Manifest(time=started, parent=parent_id, tool="llm-resilience 0.1.0", hostname=socket.gethostname(),
                             tags=tags or [], sources=infos, files=entries, newest_data_time=started,
                             totals={"files": len(entries), "bytes": sum(e.size for e in entries)})

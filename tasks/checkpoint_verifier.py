@@ -119,30 +119,27 @@ def verify_file(fs: fsspec.AbstractFileSystem, root: str, file: CheckpointFile, 
     try:
         source = open_source(fs, full, file.size)
     except (OSError, ValueError) as exc:
-        result.findings.append(finding(FindingKind.file_unreadable, file.path, f"cannot open: {exc}"))
-        result.header_ok = False
-        return result
+        return _unverified(result, f"cannot open: {exc}")
     except Exception as exc:  # noqa: BLE001 - one file's failure is its finding, never the batch's
-        return _unexpected(result, "cannot open", exc)
+        return _unverified(result, f"cannot open: {type(exc).__name__}: {exc}")
     try:
         result.size = source.size
         _check_structure(source, result)
         if settings.compute_hashes or settings.tensor_stats:
             _hash_and_stats(source, result, settings)
     except (OSError, ValueError) as exc:
-        result.findings.append(finding(FindingKind.file_unreadable, file.path, f"read failed: {exc}"))
-        result.header_ok = False
-        result.digest = None
+        _unverified(result, f"read failed: {exc}")
     except Exception as exc:  # noqa: BLE001 - hostile input a parser did not foresee; BaseException (Ctrl-C, cancellation) passes
-        _unexpected(result, "verification failed", exc)
+        _unverified(result, f"verification failed: {type(exc).__name__}: {exc}")
     finally:
         source.close()
     return result
 
 
-def _unexpected(result: FileResult, what: str, exc: Exception) -> FileResult:
-    """An exception no parser turned into a finding: this file is unverified, the others go on."""
-    result.findings.append(finding(FindingKind.file_unreadable, result.path, f"{what}: {type(exc).__name__}: {exc}"))
+def _unverified(result: FileResult, detail: str) -> FileResult:
+    """The file could not be checked (unreadable, or an exception no parser turned into a
+    finding): this file is unverified and has no digest, the others go on."""
+    result.findings.append(finding(FindingKind.file_unreadable, result.path, detail))
     result.header_ok = False
     result.digest = None
     return result

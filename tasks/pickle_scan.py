@@ -174,11 +174,6 @@ def iter_pickle_globals(stream: BinaryIO) -> Iterator[tuple[str, str, int]]:
             stack += [None if name in _ANY_RESULT else _NOT_STR] * len(op.stack_after)
 
 
-def pickle_globals(stream: BinaryIO) -> list[tuple[str, str, int]]:
-    """(module, name, position) of every import in one pickle; raises ValueError on a malformed one."""
-    return list(iter_pickle_globals(stream))
-
-
 def _import_finding(module: str, name: str, file: str, where: str, offset: int) -> Finding | None:
     kind = classify_global(module, name)
     if kind is None:

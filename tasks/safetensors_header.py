@@ -86,36 +86,30 @@ def read_safetensors_header(source: ByteSource, file: str) -> tuple[SafetensorsH
         return None, [finding(FindingKind.header_invalid_json, file, f"header JSON: {exc.msg} at char {exc.pos}", offset=8 + exc.pos)]
     except RecursionError:
         return None, [finding(FindingKind.header_invalid_json, file, "header does not parse: nested too deep", offset=8)]
-    depth = nesting_depth(parsed)
+    depth, lone_surrogate = json_shape(parsed)
     if depth > MAX_NESTING:
         return None, [finding(FindingKind.header_invalid_json, file, f"header nests {depth} levels deep; the reference loader's JSON parser stops at {MAX_NESTING + 1}", offset=8)]
-    if _has_lone_surrogate(parsed):
+    if lone_surrogate:
         return None, [finding(FindingKind.header_invalid_json, file, "header holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), which the reference loader's JSON parser refuses", offset=8)]
     return _validate(parsed, n, size, file)  # valid JSON starting with '{' is an object: _Pairs
 
 
-def nesting_depth(value: object) -> int:
-    """How deeply objects and arrays nest (a bare object is 1), walked without recursion."""
-    deepest, todo = 0, [(value, 1)]
+def json_shape(value: object) -> tuple[int, bool]:
+    """How deeply objects and arrays nest (a bare object is 1), and whether a string holds a lone
+    surrogate (Python's json keeps an unpaired \\udXXX escape; serde_json refuses it): one walk,
+    without recursion."""
+    deepest, lone_surrogate, todo = 0, False, [(value, 1)]
     while todo:
         node, depth = todo.pop()
-        if isinstance(node, list):  # a JSON array, or an object kept as _Pairs of (key, value)
-            deepest = max(deepest, depth)
-            todo.extend((child, depth + 1) for child in ((v for _, v in node) if isinstance(node, _Pairs) else node))
-    return deepest
-
-
-def _has_lone_surrogate(value: object) -> bool:
-    """Python's json keeps an unpaired \\udXXX escape as a surrogate character; serde_json refuses it."""
-    todo = [value]
-    while todo:
-        node = todo.pop()
         if isinstance(node, str):
-            if _SURROGATE.search(node):
-                return True
-        elif isinstance(node, (list, tuple)):  # arrays, _Pairs and their (key, value) pairs
-            todo.extend(node)
-    return False
+            lone_surrogate = lone_surrogate or bool(_SURROGATE.search(node))
+        elif isinstance(node, _Pairs):  # a JSON object, kept as (key, value) pairs
+            deepest = max(deepest, depth)
+            todo.extend(item for key, child in node for item in ((key, depth), (child, depth + 1)))
+        elif isinstance(node, list):
+            deepest = max(deepest, depth)
+            todo.extend((child, depth + 1) for child in node)
+    return deepest, lone_surrogate
 
 
 def _validate(pairs: _Pairs, n: int, size: int, file: str) -> tuple[SafetensorsHeader | None, list[Finding]]:
