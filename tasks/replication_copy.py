@@ -10,7 +10,11 @@ send up front, so that MD5 is recorded as the object's ``llmr-md5`` tag after th
 Large objects: the source is streamed part by part (never whole in memory); each part's MD5 is
 checked against the ETag the destination computed for it, the completed object's ETag against
 the MD5-of-MD5s we computed, and the full-object MD5 against a plain source ETag before
-CompleteMultipartUpload, so a copy that does not verify never becomes visible.
+CompleteMultipartUpload, so a copy that does not verify never becomes visible. A source written
+in parts whose store reports their size is copied in those same parts and hashed nowhere here:
+the destination's part ETags (its MD5s of the bytes it stored) must rebuild the source's ETag
+(the source store's MD5s of its bytes) before CompleteMultipartUpload. On moto that costs the
+destination more than one PUT does, which is why objects below the threshold keep one PUT.
 
 Single PUT and CompleteMultipartUpload are atomic, so the destination never shows a partial object.
 If a check fails *after* the write (an ETag that matches neither our MD5 nor a read-back hash),
@@ -337,10 +341,24 @@ class ObjectCopier:
         others = tuple(p for p in candidates if not (layout.matches_source and p == layout.part_size))
         return replace(layout, alternates=others, confirmed=confirmed)
 
-    def copy_large(self, obj: ObjectInfo) -> CopyOutcome:
+    @staticmethod
+    def _store_checkable(layout: PartLayout, src_etag: str, recorded_sha: str | None) -> bool:
+        """A source written in parts whose part size its store confirmed can be copied in those
+        same parts with no hashing here: the destination computes each part's MD5 over the bytes
+        it stores, and those MD5s rebuild the source's ETag (which the source store computed over
+        its bytes) only if every byte arrived as the source holds it. A guessed layout, a plain
+        ETag or a recorded SHA-256 still need our own hashes."""
+        return (layout.confirmed and layout.matches_source and not layout.alternates and not recorded_sha
+                and etag_part_count(src_etag) == layout.count)
+
+    def copy_large(self, obj: ObjectInfo, *, store_checked: bool = True) -> CopyOutcome:
         """One GET streams the source in order; each part is read straight into its own buffer
-        (held under the batch's byte budget), MD5-hashed and uploaded by the part pool while the
-        next part is read. Nothing becomes visible before CompleteMultipartUpload."""
+        (held under the batch's byte budget) and uploaded by the part pool while the next part is
+        read. Nothing becomes visible before CompleteMultipartUpload, and that waits for the check:
+        either our MD5 of each part (sent as Content-MD5, and equal to the part's ETag), or, for a
+        source copied in its own confirmed parts, the destination's part ETags rebuilding the
+        source ETag (no byte hashed here; a miss aborts the upload and copies again the first way,
+        whose checks say whether the read or the write was wrong)."""
         dkey = self.destination.full_key(obj.key)
         skey = self.source.full_key(obj.key)
         head = self._head_source(obj.key, skey)
@@ -348,6 +366,7 @@ class ObjectCopier:
         size = int(head["ContentLength"])
         layout = self._source_layout(skey, size, src_etag)
         recorded_sha = (head.get("Metadata") or {}).get(META_SHA256)
+        trust_stores = store_checked and self._store_checkable(layout, src_etag, recorded_sha)
         record = self._resumable(dkey, src_etag, size, layout.part_size)
         if record is None:
             metadata = {META_SOURCE_ETAG: src_etag, META_PARTS: f"{layout.count}:{layout.part_size}"}
@@ -377,16 +396,28 @@ class ObjectCopier:
 
         def upload(number: int, buf: PartBuffer, held: int) -> None:
             try:
-                md5 = hashlib.md5(buf.view).digest()
-                part_md5s[number - 1] = md5
-                if record.parts.get(number) == md5.hex():
-                    return  # uploaded and verified by an earlier, interrupted run
-                up = self.dst.upload_part(
-                    Bucket=self.destination.bucket, Key=dkey, UploadId=record.upload_id, PartNumber=number,
-                    Body=buf, ContentMD5=_b64(md5),
-                )
-                if _etag(up.get("ETag")) != md5.hex():
-                    raise VerificationFailed(f"part {number}: destination computed ETag {up.get('ETag')} for bytes with MD5 {md5.hex()}")
+                if trust_stores:
+                    if number in record.parts:  # uploaded by an earlier, interrupted run; the ETag check covers it
+                        part_md5s[number - 1] = bytes.fromhex(record.parts[number])
+                        return
+                    up = self.dst.upload_part(Bucket=self.destination.bucket, Key=dkey, UploadId=record.upload_id,
+                                              PartNumber=number, Body=buf)
+                    stored = _etag(up.get("ETag"))
+                    if not plain_md5_etag(stored):
+                        raise VerificationFailed(f"part {number}: destination ETag {up.get('ETag')} is not an MD5")
+                    md5 = bytes.fromhex(stored)
+                    part_md5s[number - 1] = md5
+                else:
+                    md5 = hashlib.md5(buf.view).digest()
+                    part_md5s[number - 1] = md5
+                    if record.parts.get(number) == md5.hex():
+                        return  # uploaded and verified by an earlier, interrupted run
+                    up = self.dst.upload_part(
+                        Bucket=self.destination.bucket, Key=dkey, UploadId=record.upload_id, PartNumber=number,
+                        Body=buf, ContentMD5=_b64(md5),
+                    )
+                    if _etag(up.get("ETag")) != md5.hex():
+                        raise VerificationFailed(f"part {number}: destination computed ETag {up.get('ETag')} for bytes with MD5 {md5.hex()}")
                 with self._record_lock:
                     record.parts[number] = md5.hex()
                     self.resume.save(record)
@@ -431,11 +462,18 @@ class ObjectCopier:
             raise errors[0]
         if read != size:
             raise VerificationFailed(f"read {read} of {size} source bytes")
-        check_source_bytes(full_md5.hexdigest() if full_md5 else None, src_etag, recorded_sha,
-                           full_sha.hexdigest() if full_sha else None)
         digests = [d for d in part_md5s if d is not None]
         expected = composite_etag(digests)
-        unchecked = check_source_parts(digests, [h.digests() for h in alternates], layout, src_etag, recorded_sha256=recorded_sha)
+        if trust_stores:
+            if expected != src_etag:  # the read or the write went wrong: our own hashes tell which
+                self._abort(record)
+                return self.copy_large(obj, store_checked=False)
+            unchecked = None
+        else:
+            check_source_bytes(full_md5.hexdigest() if full_md5 else None, src_etag, recorded_sha,
+                               full_sha.hexdigest() if full_sha else None)
+            unchecked = check_source_parts(digests, [h.digests() for h in alternates], layout, src_etag,
+                                           recorded_sha256=recorded_sha)
         parts = [{"PartNumber": i, "ETag": f'"{d.hex()}"'} for i, d in enumerate(digests, 1)]
         try:
             done = self.dst.complete_multipart_upload(

@@ -9,6 +9,8 @@ import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -16,6 +18,13 @@ from pydantic import SecretStr
 
 from blocks import StorageTarget
 from deployments.settings import PlatformSettings, RegionSettings
+from tasks.adaptive_concurrency import AdaptiveLimiter, WireStats
+from tasks.replication import load_location
+from tasks.replication_copy import CopySettings, ObjectCopier
+from tasks.replication_plan import ObjectInfo
+
+MIB = 1024 * 1024
+PARTED = bytes(range(256)) * (44 * 1024) + b"tail"  # 11 MiB + 4 bytes, written in 5 MiB parts
 
 
 def region_client(settings: PlatformSettings, region: RegionSettings):  # noqa: ANN201
@@ -116,3 +125,29 @@ def rclone_check(settings: PlatformSettings, prefix: str, *extra: str) -> subpro
     cmd = [rclone, "check", f"SRC:{settings.region_a.bucket}/{prefix}", f"DST:{settings.region_b.bucket}/{prefix}",
            "--checkers", "16", *extra]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def put_parted(client: Any, bucket: str, key: str, data: bytes = PARTED) -> str:
+    """Write ``data`` in 5 MiB parts; returns its multipart ETag."""
+    up = client.create_multipart_upload(Bucket=bucket, Key=key)
+    cuts = range(0, len(data), 5 * MIB)
+    etags = [client.upload_part(Bucket=bucket, Key=key, UploadId=up["UploadId"], PartNumber=n, Body=data[i:i + 5 * MIB])["ETag"]
+             for n, i in enumerate(cuts, 1)]
+    done = client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up["UploadId"],
+                                            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]})
+    return done["ETag"].strip('"')
+
+
+def copier_for(pair: Pair, resume_dir: Path, *, multipart_threshold: int = 64 * MIB) -> tuple[ObjectCopier, WireStats, list[str]]:
+    """An ObjectCopier for ``pair``, and the list of source GETs it makes."""
+    stats = WireStats(limiter=AdaptiveLimiter(4))
+    copier = ObjectCopier(load_location(pair.source), load_location(pair.destination),
+                          CopySettings(multipart_threshold=multipart_threshold, resume_dir=resume_dir), stats)
+    gets: list[str] = []
+    copier.src.meta.events.register("before-call.s3.GetObject", lambda params, **_: gets.append(params["url_path"]))
+    return copier, stats, gets
+
+
+def source_info(pair: Pair, key: str) -> ObjectInfo:
+    head = pair.a.head_object(Bucket=pair.settings.region_a.bucket, Key=f"{pair.prefix}/{key}")
+    return ObjectInfo(key, head["ContentLength"], head["ETag"].strip('"'), head["LastModified"].timestamp())

@@ -407,6 +407,8 @@ def test_sigkill_mid_run_then_rerun_is_identical_and_never_shows_a_partial_objec
     pair = make_pair(platform, "sigkill", dst_endpoint=gate.url)
     objects = seeded_objects(300, seed=7, sizes=(1000, 40_000), large=[25 * MIB, 25 * MIB])
     put_all(pair.a, platform.region_a.bucket, pair.prefix, objects)
+    # the second one written in parts: copied in its own parts, checked by the stores' part MD5s
+    put_in_parts(pair.a, platform.region_a.bucket, f"{pair.prefix}/large/blob-1.bin", objects["large/blob-1.bin"], 5 * MIB)
     expected = {k: (len(v), md5(v)) for k, v in objects.items()}
     resume_dir = tmp_path / "uploads"
     script = (

@@ -11,49 +11,19 @@ from botocore.exceptions import ClientError
 
 import tasks.replication_copy as replication_copy
 from deployments.settings import PlatformSettings
-from tasks.adaptive_concurrency import AdaptiveLimiter, WireStats
 from tasks.replication import load_location
-from tasks.replication_copy import CopySettings, ObjectCopier
-from tasks.replication_plan import ObjectInfo, plan_replication
+from tasks.replication_plan import plan_replication
 from tasks.s3_listing import list_location, read_metadata
-from tests.replication_helpers import make_pair, md5
+from tests.replication_helpers import PARTED, copier_for, make_pair, md5, put_parted, source_info
 
 pytestmark = pytest.mark.integration
-
-MIB = 1024 * 1024
-PARTED = bytes(range(256)) * (44 * 1024) + b"tail"  # 11 MiB + 4 bytes, written in 5 MiB parts
-
-
-def put_parted(client: Any, bucket: str, key: str, data: bytes = PARTED) -> str:
-    up = client.create_multipart_upload(Bucket=bucket, Key=key)
-    cuts = range(0, len(data), 5 * MIB)
-    etags = [client.upload_part(Bucket=bucket, Key=key, UploadId=up["UploadId"], PartNumber=n, Body=data[i:i + 5 * MIB])["ETag"]
-             for n, i in enumerate(cuts, 1)]
-    done = client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up["UploadId"],
-                                            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]})
-    return done["ETag"].strip('"')
-
-
-def copier_for(pair: Any, tmp_path: Path) -> tuple[ObjectCopier, WireStats, list[str]]:
-    stats = WireStats(limiter=AdaptiveLimiter(4))
-    copier = ObjectCopier(load_location(pair.source), load_location(pair.destination),
-                          CopySettings(multipart_threshold=64 * MIB, resume_dir=tmp_path / "uploads"), stats)
-    gets: list[str] = []
-    copier.src.meta.events.register("before-call.s3.GetObject", lambda params, **_: gets.append(params["url_path"]))
-    return copier, stats, gets
-
-
-def source_info(pair: Any, key: str) -> ObjectInfo:
-    head = pair.a.head_object(Bucket=pair.settings.region_a.bucket, Key=f"{pair.prefix}/{key}")
-    return ObjectInfo(key, head["ContentLength"], head["ETag"].strip('"'), head["LastModified"].timestamp())
-
 
 def test_a_source_written_in_parts_is_read_once_and_a_rewritten_copy_is_caught(platform: PlatformSettings, tmp_path: Path) -> None:
     pair = make_pair(platform, "oneread")
     src_bucket, dst_bucket = platform.region_a.bucket, platform.region_b.bucket
     etag = put_parted(pair.a, src_bucket, f"{pair.prefix}/parted.bin")
     assert etag.endswith("-3")
-    copier, stats, gets = copier_for(pair, tmp_path)
+    copier, stats, gets = copier_for(pair, tmp_path / "uploads")
     try:
         outcome = copier.copy(source_info(pair, "parted.bin"), stats)
     finally:
@@ -103,7 +73,7 @@ def test_a_source_read_that_does_not_verify_never_becomes_visible(platform: Plat
     pair = make_pair(platform, "badread")
     put_parted(pair.a, platform.region_a.bucket, f"{pair.prefix}/parted.bin")
     monkeypatch.setattr(replication_copy, "socket_stream", lambda body: FlipOneByte(body, len(PARTED) - 100))
-    copier, stats, gets = copier_for(pair, tmp_path)
+    copier, stats, gets = copier_for(pair, tmp_path / "uploads")
     copier.settings.object_attempts = 2
     try:
         outcome = copier.copy(source_info(pair, "parted.bin"), stats)
@@ -133,7 +103,7 @@ def test_a_destination_without_tagging_gets_the_md5_in_metadata_after_a_second_r
     pair = make_pair(platform, "notags")
     for name in ("one.bin", "two.bin"):
         put_parted(pair.a, platform.region_a.bucket, f"{pair.prefix}/{name}")
-    copier, stats, gets = copier_for(pair, tmp_path)
+    copier, stats, gets = copier_for(pair, tmp_path / "uploads")
     copier.dst = NoTagging(copier.dst)
     try:
         outcomes = [copier.copy(source_info(pair, name), stats) for name in ("one.bin", "two.bin")]

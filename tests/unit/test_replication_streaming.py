@@ -5,6 +5,7 @@ import io
 import random
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -21,7 +22,7 @@ from tasks.part_streaming import (
     readinto_exact,
     source_part_size,
 )
-from tasks.replication_copy import ExactReader, VerificationFailed
+from tasks.replication_copy import ExactReader, ObjectCopier, VerificationFailed
 from tasks.s3_listing import ListingPageError, parse_listing_page
 
 
@@ -108,6 +109,22 @@ def test_part_layout_follows_the_sources_parts_when_known() -> None:
     assert huge.count <= 10_000
     with pytest.raises(ValueError):
         plan_parts(10, 0, max_part=64 * MIB)
+
+
+def test_only_a_confirmed_source_layout_is_left_to_the_stores_to_check() -> None:
+    """Copying in the source's own parts with no hashing here needs the store's word on the part
+    size: a guessed size, other sizes hashed on the side, a plain ETag or a recorded SHA-256 (which
+    only our hash can check) keep our own MD5s."""
+    etag = "0" * 32 + "-8"
+    confirmed = plan_parts(128 * MIB, 8 * MIB, source_part=16 * MIB, max_part=64 * MIB, confirmed=True)
+    assert ObjectCopier._store_checkable(confirmed, etag, None)
+    assert not ObjectCopier._store_checkable(plan_parts(128 * MIB, 8 * MIB, source_part=16 * MIB, max_part=64 * MIB), etag, None)
+    assert not ObjectCopier._store_checkable(replace(confirmed, alternates=(8 * MIB,)), etag, None)
+    assert not ObjectCopier._store_checkable(confirmed, etag, "ab" * 32)
+    assert not ObjectCopier._store_checkable(confirmed, "0" * 32, None)
+    assert not ObjectCopier._store_checkable(confirmed, "0" * 32 + "-7", None)  # a count the layout does not make
+    too_big = plan_parts(128 * MIB, 8 * MIB, source_part=128 * MIB, max_part=64 * MIB, confirmed=True)
+    assert not ObjectCopier._store_checkable(too_big, "0" * 32 + "-1", None)  # copied in our own parts
 
 
 def test_composite_etag_is_the_md5_of_part_md5s() -> None:
