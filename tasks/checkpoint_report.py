@@ -76,7 +76,7 @@ class CheckpointReport(BaseModel):
         ]
         for f in self.findings:
             rows.append({
-                "checkpoint": checkpoint_of(f.file.split(":", 1)[-1]) or ".", "file": f.file, "tensor": f.tensor or "",
+                "checkpoint": finding_checkpoint(f.file, self.replica) or ".", "file": f.file, "tensor": f.tensor or "",
                 "offset": "" if f.offset is None else str(f.offset), "verdict": f.severity.value,
                 "kind": f.kind.value, "detail": f.detail,
             })
@@ -102,6 +102,17 @@ class CheckpointReport(BaseModel):
             if len(self.findings) > max_findings:
                 lines.append(f"\n... and {len(self.findings) - max_findings} more (see the table artifact)")
         return "\n".join(lines)
+
+
+def finding_checkpoint(file: str, replica: str | None) -> str:
+    """The checkpoint directory a finding belongs to. A replica's findings name their file as
+    ``<replica>:<path>``; only that label is cut off, since the label may be a URL and a path may
+    hold a colon of its own."""
+    if not file:
+        return ""
+    if replica and file.startswith(f"{replica}:"):
+        file = file[len(replica) + 1:]
+    return checkpoint_of(file)
 
 
 def build_report(
@@ -130,11 +141,11 @@ def build_report(
         if checkpoint_of(r.path) in weights_dirs:
             groups[checkpoint_of(r.path)].append(r)
     for f in extra_findings:  # a missing shard or file may name a directory with no file left
-        groups.setdefault(checkpoint_of(f.file.split(":", 1)[-1]) if f.file else "", [])
+        groups.setdefault(finding_checkpoint(f.file, replica), [])
     checkpoints = []
     for directory in sorted(groups):
         members = groups[directory]
-        found = [f for f in all_findings if (checkpoint_of(f.file.split(":", 1)[-1]) if f.file else "") == directory]
+        found = [f for f in all_findings if finding_checkpoint(f.file, replica) == directory]
         checkpoints.append(CheckpointVerdict(
             checkpoint=directory, verdict=Verdict.of(found), files=len(members), bytes=sum(m.size for m in members), findings=found,
         ))

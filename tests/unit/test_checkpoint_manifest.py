@@ -15,8 +15,9 @@ import pytest
 from safetensors.numpy import save_file
 
 from tasks.checkpoint_findings import FindingKind as K
+from tasks.checkpoint_findings import finding
 from tasks.checkpoint_manifest import HashAlgorithm, IntegrityManifest, compare_manifests, parse_manifest
-from tasks.checkpoint_report import Verdict, build_report, checkpoint_dirs
+from tasks.checkpoint_report import Verdict, build_report, checkpoint_dirs, finding_checkpoint
 from tasks.checkpoint_verifier import VerifySettings, build_manifest, cross_check_indexes, list_checkpoint_files, verify_files
 from tests import checkpoint_corpus as corpus
 
@@ -204,6 +205,23 @@ def test_report_verdicts_per_file_and_checkpoint(tmp_path):
     rows = report.table_rows()
     assert {r["kind"] for r in rows} >= {"missing_bytes", "pickle_dangerous_global"}
     assert checkpoint_dirs([r.path for r in results]) == ["bad", "evil", "good"]
+
+
+def test_replica_findings_land_on_the_checkpoint_they_name_whatever_the_replica_label(tmp_path):
+    """A replica given as a URL (``s3://...``) labels its findings with a colon of its own: they
+    must still count against the checkpoint they name, not a made-up one beside it."""
+    corpus.write_single(tmp_path / "ckpt-1")
+    corpus.write_single(tmp_path / "ckpt-2")
+    results = run(tmp_path)
+    for replica in ("region-b", "s3://bucket-b/models"):
+        differs = compare_manifests(manifest_of(tmp_path), manifest_of(tmp_path), replica=replica)
+        assert differs == []
+        missing = finding(K.replica_file_missing, f"{replica}:ckpt-1/model.safetensors", "present in the primary, absent in the replica")
+        report = build_report(str(tmp_path), results, [missing], hash_algorithm="blake3", manifest_action="off", replica=replica)
+        verdicts = {c.checkpoint: c.verdict for c in report.checkpoints}
+        assert verdicts == {"ckpt-1": Verdict.corrupt, "ckpt-2": Verdict.ok}, replica
+        assert [r["checkpoint"] for r in report.table_rows() if r["kind"]] == ["ckpt-1"]
+    assert finding_checkpoint("run:7/model.safetensors", None) == "run:7"  # a primary path keeps its own colon
 
 
 # ------------------------------------------------------------------ remote (ranged) reads
