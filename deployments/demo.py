@@ -55,7 +55,7 @@ RUNS: tuple[DemoRun, ...] = (
     DemoRun("restore/restore", {"params": {"target": SCRATCH_BLOCK, "source": "region-a"}},
             "latest snapshot into a scratch directory (never over live data), every file verified"),
     DemoRun("prune/prune", {}, "retention (keep last 7, daily 14, ...): removes only what no kept snapshot needs"),
-    DemoRun("restore-drill/restore-drill", {}, "restore the latest snapshot to a temp dir; measured RTO and RPO"),
+    DemoRun("restore-drill/restore-drill", {}, "restore a sample of the latest snapshot (all of the demo's) to a temp dir; RTO and RPO"),
     DemoRun("verify-checkpoint/verify-checkpoint",
             {"location": {"storage": "region-a", "prefix": CHECKPOINT_PREFIX},
              "options": {"manifest": "auto", "hash_algorithm": "blake3", "compare_replica": "region-b"}},

@@ -116,6 +116,13 @@ def test_directory_source_restore_verify_drill_and_bit_flip(platform: PlatformSe
 
     drill = restore_drill(DrillParams(repository=ref))
     assert drill.passed and drill.files == len(expected) and drill.rto_s > 0 and drill.rpo_s >= 0
+    assert not drill.sampled and drill.rto_estimated_s == drill.rto_s  # the tree fits the default sample: all of it
+    sample = restore_drill(DrillParams(repository=ref, sample_mib=0.25))  # the 2 MiB file does not fit
+    assert sample.passed and sample.sampled and 1 <= sample.files < sample.snapshot_files == len(expected)
+    assert sample.bytes <= 0.25 * 2**20 < sample.snapshot_bytes == sum(len(v) for v in expected.values())
+    assert sample.rto_estimated_s > sample.rto_s > 0
+    with pytest.raises(DrillThresholdExceeded, match="estimated from a sample"):
+        restore_drill(DrillParams(repository=ref, sample_mib=0.25, max_rto_s=0.001))
     with pytest.raises(DrillThresholdExceeded, match="RPO"):
         restore_drill(DrillParams(repository=ref, max_rpo_s=0.001))
 
