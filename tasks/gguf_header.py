@@ -17,6 +17,7 @@ from tasks.checkpoint_source import BufferedReader, ByteSource
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
 MAX_STRING = 1 << 30
+GGML_MAX_NAME = 64  # ggml.h: a tensor name and its NUL must fit 64 bytes
 # value type -> struct format for the fixed-size scalars
 SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 STRING, ARRAY = 8, 9
@@ -153,6 +154,9 @@ def _parse(r: BufferedReader, size: int, file: str) -> tuple[GGUFHeader, list[Fi
             length = -(-nelements // block) * nbytes
         else:
             findings.append(finding(FindingKind.gguf_unknown_tensor_type, file, f"ggml type {gtype} is unknown", tensor=name, offset=at))
+        if len(name.encode()) >= GGML_MAX_NAME:
+            findings.append(finding(FindingKind.gguf_invalid_metadata, file, f"tensor name is {len(name.encode())} bytes; llama.cpp "
+                                    f"refuses names of {GGML_MAX_NAME} bytes or more (GGML_MAX_NAME)", tensor=name, offset=at))
         if name in seen:
             findings.append(finding(FindingKind.duplicate_tensor, file, f"tensor name {name!r} appears more than once; llama.cpp refuses the file", tensor=name, offset=at))
         seen.add(name)

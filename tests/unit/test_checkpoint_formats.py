@@ -269,7 +269,8 @@ def _gguf_with_tensors(path: Path, tensors: list[tuple[str, int, int]], data_byt
     ([("a", 8, 0), ("b", 8, 64)], [K.offsets_gap]),
     ([("a", 8, 32), ("b", 8, 0)], [K.offsets_gap, K.offsets_overlap]),  # out of order
     ([("a", 3, 0), ("b", 8, 12)], [K.gguf_offset_misaligned]),          # one finding for one bad offset
-], ids=["padded_run", "duplicate_name", "overlap", "gap", "out_of_order", "unpadded"])
+    ([("n" * 63, 8, 0), ("é" * 32, 8, 32)], [K.gguf_invalid_metadata]),  # 63 bytes fit GGML_MAX_NAME; 64 (32 chars) do not
+], ids=["padded_run", "duplicate_name", "overlap", "gap", "out_of_order", "unpadded", "name_too_long"])
 def test_gguf_tensor_names_and_offsets_follow_llama_cpp(tmp_path, tensors, kinds):
     src = LocalSource(str(_gguf_with_tensors(tmp_path / "m.gguf", tensors)))
     try:
