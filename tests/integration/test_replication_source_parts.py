@@ -79,6 +79,19 @@ def no_uploads_left(pair: Any) -> bool:
     return not listed.get("Uploads")
 
 
+def copy_once(pair: Any, resume_dir: Path, *, attempts: int | None = None, **faults: set[int]) -> tuple[Any, PartsWire, list[str]]:
+    """One copy of ``parted.bin`` by a fresh copier whose destination goes through PartsWire:
+    the outcome, the wire's record, the source GETs."""
+    copier, stats, gets = copier_for(pair, resume_dir, multipart_threshold=THRESHOLD)
+    copier.dst = wire = PartsWire(copier.dst, **faults)
+    if attempts is not None:
+        copier.settings.object_attempts = attempts
+    try:
+        return copier.copy(source_info(pair, "parted.bin"), stats), wire, gets
+    finally:
+        copier.close()
+
+
 def test_a_source_written_in_parts_is_copied_in_its_own_parts_and_checked_by_the_stores(
     platform: PlatformSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -87,12 +100,7 @@ def test_a_source_written_in_parts_is_copied_in_its_own_parts_and_checked_by_the
     assert src_etag.endswith("-3")
     hashes = CountingMd5()
     monkeypatch.setattr(replication_copy, "hashlib", hashes)
-    copier, stats, gets = copier_for(pair, tmp_path / "uploads", multipart_threshold=THRESHOLD)
-    copier.dst = wire = PartsWire(copier.dst)
-    try:
-        outcome = copier.copy(source_info(pair, "parted.bin"), stats)
-    finally:
-        copier.close()
+    outcome, wire, gets = copy_once(pair, tmp_path / "uploads")
     assert outcome.status == "copied" and outcome.unchecked is None, outcome.error
     assert gets == [f"/{pair.prefix}/parted.bin"]  # one read
     assert hashes.calls == 0  # no byte hashed here: the stores' own MD5s are the check
@@ -116,12 +124,7 @@ def test_a_part_changed_on_the_way_to_the_destination_is_never_completed(platfor
     upload is aborted, never completed, and the object is copied again with our own MD5s."""
     pair = make_pair(platform, "flipwrite")
     src_etag = put_parted(pair.a, platform.region_a.bucket, f"{pair.prefix}/parted.bin")
-    copier, stats, gets = copier_for(pair, tmp_path / "uploads", multipart_threshold=THRESHOLD)
-    copier.dst = wire = PartsWire(copier.dst, flip={2})
-    try:
-        outcome = copier.copy(source_info(pair, "parted.bin"), stats)
-    finally:
-        copier.close()
+    outcome, wire, gets = copy_once(pair, tmp_path / "uploads", flip={2})
     assert outcome.status == "copied" and outcome.attempts == 1, outcome.error
     assert len(gets) == 2  # the read in the source's parts, then the hashed one
     assert len(wire.created) == 2 and wire.completed == wire.created[1:]  # the changed upload was never completed
@@ -135,22 +138,11 @@ def test_a_part_changed_on_the_way_to_the_destination_is_never_completed(platfor
 def test_an_interrupted_copy_in_the_sources_parts_resumes_from_its_parts(platform: PlatformSettings, tmp_path: Path) -> None:
     pair = make_pair(platform, "ownresume")
     src_etag = put_parted(pair.a, platform.region_a.bucket, f"{pair.prefix}/parted.bin")
-    copier, stats, _ = copier_for(pair, tmp_path / "uploads", multipart_threshold=THRESHOLD)
-    copier.dst = PartsWire(copier.dst, refuse={3})
-    copier.settings.object_attempts = 1
-    try:
-        first = copier.copy(source_info(pair, "parted.bin"), stats)
-    finally:
-        copier.close()
+    first, _, _ = copy_once(pair, tmp_path / "uploads", attempts=1, refuse={3})
     assert first.status == "failed" and "connection reset" in (first.error or "")
     assert len(list((tmp_path / "uploads").glob("*.json"))) == 1  # parts 1 and 2 recorded
 
-    copier, stats, _ = copier_for(pair, tmp_path / "uploads", multipart_threshold=THRESHOLD)
-    copier.dst = wire = PartsWire(copier.dst)
-    try:
-        second = copier.copy(source_info(pair, "parted.bin"), stats)
-    finally:
-        copier.close()
+    second, wire, _ = copy_once(pair, tmp_path / "uploads")
     assert second.status == "copied" and second.parts_resumed == 2, second.error
     assert wire.uploads == [(3, False)]  # only the missing part; the ETag check covers the resumed ones
     head = pair.b.head_object(Bucket=platform.region_b.bucket, Key=f"{pair.prefix}/parted.bin")
