@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 
 from tasks.backup_manifest import FileEntry
+from tasks.restore_engine import select_files
 
 MIB = 1024 * 1024
 
@@ -24,7 +25,7 @@ def choose_sample(files: list[FileEntry], sources: list[str], budget_bytes: int 
     chosen: set[str] = set()
     spent = 0
     for source in sources:
-        members = [f for f in files if f.path.startswith(source + "/")]
+        members = select_files(files, source)
         if members:
             first = min(members, key=lambda f: (f.size, f.path))
             chosen.add(first.path)
