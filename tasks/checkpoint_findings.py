@@ -28,7 +28,8 @@ class FindingKind(str, Enum):
     # --- location / file access
     empty_prefix = "empty_prefix"
     no_checkpoint_found = "no_checkpoint_found"
-    file_unreadable = "file_unreadable"
+    file_unreadable = "file_unreadable"              # could not be opened or read (storage, permissions)
+    verifier_error = "verifier_error"                # a parser raised what it did not foresee: unverified
     # --- safetensors (one file)
     header_too_small = "header_too_small"            # file shorter than the 8-byte length prefix
     header_too_large = "header_too_large"            # header length > 100,000,000 bytes

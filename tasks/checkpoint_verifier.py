@@ -130,16 +130,17 @@ def verify_file(fs: fsspec.AbstractFileSystem, root: str, file: CheckpointFile, 
     except (OSError, ValueError) as exc:
         _unverified(result, f"read failed: {exc}")
     except Exception as exc:  # noqa: BLE001 - hostile input a parser did not foresee; BaseException (Ctrl-C, cancellation) passes
-        _unverified(result, f"verification failed: {type(exc).__name__}: {exc}")
+        _unverified(result, f"verification failed: {type(exc).__name__}: {exc}", FindingKind.verifier_error)
     finally:
         source.close()
     return result
 
 
-def _unverified(result: FileResult, detail: str) -> FileResult:
+def _unverified(result: FileResult, detail: str, kind: FindingKind = FindingKind.file_unreadable) -> FileResult:
     """The file could not be checked (unreadable, or an exception no parser turned into a
-    finding): this file is unverified and has no digest, the others go on."""
-    result.findings.append(finding(FindingKind.file_unreadable, result.path, detail))
+    finding, kept apart as ``verifier_error`` because it points at the verifier, not the
+    storage): this file is unverified and has no digest, the others go on."""
+    result.findings.append(finding(kind, result.path, detail))
     result.header_ok = False
     result.digest = None
     return result

@@ -468,7 +468,7 @@ def test_unforeseen_parser_exception_is_that_files_finding(tmp_path, monkeypatch
     results, _ = _verify_dir(tmp_path)
     by = {r.path: r for r in results}
     (f,) = by["m.gguf"].findings
-    assert (f.kind, f.file) == (K.file_unreadable, "m.gguf")
+    assert (f.kind, f.file) == (K.verifier_error, "m.gguf")
     assert "RuntimeError: parser bug" in f.detail
     assert by["m.gguf"].digest is None
     assert by["model.safetensors"].findings == [] and by["model.safetensors"].digest is not None
