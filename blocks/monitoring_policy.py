@@ -48,7 +48,9 @@ class MonitoringPolicy(Block):
     _logo_url = "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"  # noqa: E501
 
     state_dir: str = Field(description="Platform state dir: PID files under run/, the store under monitoring/.")
-    schedule_interval_s: float = Field(default=300, gt=0, description="The health-check schedule (prefect.yaml).")
+    schedule_interval_s: float = Field(
+        default=300, gt=0, description="The health-check interval that threshold windows must hold samples of; "
+        "a run from the deployment warns when its schedule no longer matches.")
     retention_days: float = Field(default=7, gt=0, description="Samples older than this are dropped.")
     thresholds: list[Threshold] = Field(default_factory=default_thresholds)
     prompts: list[PromptWatch] = Field(default_factory=lambda: [PromptWatch(name="capitals")])

@@ -17,8 +17,10 @@ instead of waiting for the schedule.
 
     llm-resilience: fail over when the primary model endpoint is down
         when   `llm-resilience.health.down` for llm-region-a arrives FAILOVER_DOWN_COUNT times
-               within FAILOVER_WITHIN (the health monitor emits one per run, so that is
-               (count - 1) health-check intervals plus slack: 12.5 minutes for 3 at 300 s)
+               within (count - 1) health-check intervals plus slack (the health monitor emits
+               one per run): 12.5 minutes for 3 at prefect.yaml's 300 s. The interval is the
+               deployed schedule's, and each health-check run from the deployment moves the
+               window when an operator has changed that schedule (``follow_health_check_cadence``)
         run    regional-failover/regional-failover (declared only once that deployment exists)
 
     llm-resilience: notify on pipeline failure
@@ -30,7 +32,7 @@ instead of waiting for the schedule.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from prefect.automations import Automation, EventTrigger, Posture, RunDeployment, SendNotification
 from prefect.client.schemas.objects import StateType
@@ -43,6 +45,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from blocks.monitoring_policy import MonitoringPolicy
 from deployments.settings import PlatformSettings
+from tasks.schedule_cadence import cadence
 
 OBJECTS_WRITTEN_EVENT = "llm-resilience.objects.written"
 REPLICATE_ON_WRITE = "llm-resilience: replicate on write"
@@ -104,9 +107,11 @@ def crash_zombie_runs(within_s: int) -> Automation:
 
 PRIMARY_DOWN_FAILOVER = "llm-resilience: fail over when the primary model endpoint is down"
 FAILOVER_DEPLOYMENT = "regional-failover/regional-failover"
+HEALTH_CHECK_DEPLOYMENT = "health-check/health-check"
 PRIMARY_MODEL_COMPONENT = "llm-region-a"
 FAILOVER_DOWN_COUNT = 3
-# The health-check schedule (prefect.yaml; a unit test keeps the policy default equal to it).
+# The health-check schedule as prefect.yaml declares it (a unit test keeps the policy default equal
+# to it); used only until the deployment exists, whose schedule an operator may edit.
 HEALTH_CHECK_INTERVAL = timedelta(seconds=MonitoringPolicy.model_fields["schedule_interval_s"].default)
 
 
@@ -124,12 +129,15 @@ def down_reports_window(count: int, interval: timedelta) -> timedelta:
 FAILOVER_WITHIN = down_reports_window(FAILOVER_DOWN_COUNT, HEALTH_CHECK_INTERVAL)
 
 
+def failover_description(count: int, within: timedelta) -> str:
+    return f"Run the regional failover when the health monitor reports {PRIMARY_MODEL_COMPONENT} down {count} times within {within}."
+
+
 def failover_on_primary_down(deployment_id, count: int = FAILOVER_DOWN_COUNT,  # noqa: ANN001 - a UUID
                              within: timedelta = FAILOVER_WITHIN) -> Automation:
     return Automation(
         name=PRIMARY_DOWN_FAILOVER,
-        description=(f"Run the regional failover when the health monitor reports {PRIMARY_MODEL_COMPONENT} down "
-                     f"{count} times within {within}."),
+        description=failover_description(count, within),
         trigger=EventTrigger(
             expect={"llm-resilience.health.down"},
             match={"prefect.resource.id": f"llm-resilience.component.{PRIMARY_MODEL_COMPONENT}"},
@@ -139,6 +147,41 @@ def failover_on_primary_down(deployment_id, count: int = FAILOVER_DOWN_COUNT,  #
         ),
         actions=[RunDeployment(source="selected", deployment_id=deployment_id, parameters={})],
     )
+
+
+def health_check_interval(client, now: datetime | None = None) -> timedelta:  # noqa: ANN001 - a SyncPrefectClient
+    """How often the deployed health check runs now (its active schedules, as edited in the UI);
+    prefect.yaml's interval while it is not deployed or has no active schedule."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        deployment = client.read_deployment_by_name(HEALTH_CHECK_DEPLOYMENT)
+    except ObjectNotFound:
+        return HEALTH_CHECK_INTERVAL
+    return deployment_cadence(client, deployment.id, now) or HEALTH_CHECK_INTERVAL
+
+
+def deployment_cadence(client, deployment_id, now: datetime | None = None) -> timedelta | None:  # noqa: ANN001
+    schedules = client.read_deployment_schedules(deployment_id)
+    return cadence([(s.schedule, s.active) for s in schedules], now or datetime.now(timezone.utc))
+
+
+def follow_health_check_cadence(client, interval: timedelta) -> timedelta | None:  # noqa: ANN001 - a SyncPrefectClient
+    """Keep the failover automation's window at its threshold of consecutive health reports when
+    the health check's schedule changes. Only the window (and the description quoting it) moves:
+    the threshold, the enabled flag and the actions stay as the operator left them. Returns the
+    new window, or None when there is no such automation or its window already fits."""
+    existing = client.read_automations_by_name(PRIMARY_DOWN_FAILOVER)
+    if not existing:
+        return None
+    automation = existing[0]
+    within = down_reports_window(automation.trigger.threshold, interval)
+    if abs(automation.trigger.within - within) < timedelta(seconds=1):  # the server keeps seconds
+        return None
+    automation.trigger.within = within
+    automation.description = failover_description(automation.trigger.threshold, within)
+    client.update_automation(automation.id, AutomationCore(**automation.model_dump(exclude={"id", "owner_resource"})))
+    return within
 
 
 def _optional_deployment_id(client, name: str):  # noqa: ANN001, ANN202
@@ -233,7 +276,7 @@ def monitoring_automations(client) -> list[Automation]:  # noqa: ANN001 - a Sync
     out = [notify_on_pipeline_failure(alerts), notify_on_threshold_breach(alerts)]
     failover = _optional_deployment_id(client, FAILOVER_DEPLOYMENT)
     if failover is not None:
-        out.append(failover_on_primary_down(failover))
+        out.append(failover_on_primary_down(failover, within=down_reports_window(FAILOVER_DOWN_COUNT, health_check_interval(client))))
     return out
 
 

@@ -18,12 +18,14 @@ from datetime import datetime, timedelta, timezone
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
 from prefect.events import emit_event
 from prefect.settings import PREFECT_API_URL
 from pydantic import BaseModel, Field
 
 from blocks import MonitoringPolicy
+from deployments.automations import deployment_cadence, follow_health_check_cadence
 from tasks.health import probe_llm_endpoint, probe_prefect_api, probe_session_store, probe_storage
 from tasks.health_probes import HealthStatus, ProbePolicy, ProbeResult, flag_split_brain
 from tasks.health_report import HealthReport
@@ -33,6 +35,7 @@ from tasks.monitoring import (
     check_notification_target,
     component_rows,
     load_policy,
+    policy_interval_drift,
     probe_prompt_versions,
     probe_samples,
     read_platform_summary,
@@ -107,6 +110,10 @@ def health_check(targets: HealthTargets | None = None) -> HealthReport:
     # Events first: the failover automation counts them, and nothing the monitor does after may hold them up.
     publish_report(report)
     emit_component_events(report)
+    interval = follow_schedule_edits(_deployment_id())
+    if monitoring is not None and interval is not None and targets.monitoring_policy:
+        if drift := policy_interval_drift(monitoring, targets.monitoring_policy, interval):
+            logger.warning(drift)
     if monitoring is not None:
         monitor(report, monitoring, resources_future.result(), prompt_future.result(), summary_future.result())
     counts = report.counts()
@@ -114,6 +121,28 @@ def health_check(targets: HealthTargets | None = None) -> HealthReport:
         "health: %s (%d ok, %d degraded, %d down)", report.status.value, counts["ok"], counts["degraded"], counts["down"]
     )
     return report
+
+
+def follow_schedule_edits(deployment_id: str | None) -> timedelta | None:
+    """A run from the deployment moves the failover automation's window to the schedule it runs on
+    now: edited in the UI to run less often, a window sized for the old cadence could never hold
+    its count of down reports, and automatic failover would silently stop. A failure here is
+    logged, never the run's: the reports are this flow's job. Returns the deployment's cadence
+    (None without a deployment, an active schedule, or an answer from the API)."""
+    if not deployment_id:
+        return None  # run from Python: no schedule of its own to follow
+    logger = get_run_logger()
+    try:
+        with get_client(sync_client=True) as client:
+            interval = deployment_cadence(client, deployment_id)
+            within = follow_health_check_cadence(client, interval) if interval else None
+    except Exception as exc:  # noqa: BLE001 - the health report must not fail on this
+        logger.warning("could not check the failover automation's window against this deployment's schedule: %s", exc)
+        return None
+    if within is not None:
+        logger.info("failover automation: window now %s, for health checks every %s (the deployment's schedule)",
+                    within, interval)
+    return interval
 
 
 def publish_report(report: HealthReport) -> None:
@@ -126,6 +155,16 @@ def publish_report(report: HealthReport) -> None:
             f"({counts['ok']} ok, {counts['degraded']} degraded, {counts['down']} down)"
         ),
     )
+
+
+def _deployment_id() -> str | None:
+    """This run's own deployment (None when started from Python, or as a subflow of another
+    deployment's run, whose schedule is not the health check's)."""
+    try:
+        deployment_id = get_run_context().flow_run.deployment_id
+    except Exception:  # noqa: BLE001 - called outside a flow run
+        return None
+    return str(deployment_id) if deployment_id else None
 
 
 def _run_id() -> str:

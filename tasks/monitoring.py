@@ -27,7 +27,7 @@ from tasks.prompt_health import PromptHealth, assess_prompt, probe_component
 from tasks.prompt_registry import PromptRegistry
 from tasks.resource_usage import ResourceReport, component_for_process, sample_resources
 from tasks.retry_policy import network_task_options
-from tasks.thresholds import Sample
+from tasks.thresholds import Sample, check_thresholds
 
 
 def load_policy(name: str) -> MonitoringPolicy:
@@ -36,6 +36,23 @@ def load_policy(name: str) -> MonitoringPolicy:
         return MonitoringPolicy.load(name)
     except ValueError as exc:
         raise ConfigurationError(f"monitoring-policy/{name}: {exc}") from exc
+
+
+def policy_interval_drift(policy: MonitoringPolicy, name: str, interval: timedelta) -> str | None:
+    """Why the policy no longer fits the cadence its deployment runs at, or None when it does.
+    ``schedule_interval_s`` is what threshold windows were checked against when the block was
+    saved; an operator who changes the schedule in the UI changes how many samples each window
+    holds, so the windows are checked again against the real cadence."""
+    seconds = interval.total_seconds()
+    if abs(seconds - policy.schedule_interval_s) < 1:
+        return None
+    why = (f"monitoring-policy/{name}: schedule_interval_s is {policy.schedule_interval_s:g} s but this deployment "
+           f"runs every {seconds:g} s; set it to {seconds:g}")
+    try:
+        check_thresholds(policy.thresholds, seconds, f"monitoring-policy/{name}")
+    except ConfigurationError as exc:
+        return f"{why}, and {exc}"
+    return why
 
 
 @task(name="sample-resources", cache_policy=NO_CACHE)

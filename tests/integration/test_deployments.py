@@ -82,3 +82,48 @@ def test_deploying_again_updates_the_automations_in_place(deployed: PlatformSett
         assert len([a for a in client.read_automations() if a.name in names]) == len(names)  # no duplicates
         assert all(after[n].id == before[n].id for n in names)
         assert after[edited.name].enabled is True
+
+
+def test_a_health_check_run_moves_the_failover_window_to_an_edited_schedule(deployed: PlatformSettings) -> None:
+    """An operator makes the health check run every 10 minutes in the UI: with the window still
+    sized for 5, three consecutive down reports could never fall inside it and automatic failover
+    would silently stop. The next run from the deployment moves the window; the threshold stays."""
+    import time
+    from datetime import timedelta
+
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.schedules import IntervalSchedule
+
+    from deployments.automations import (
+        FAILOVER_DOWN_COUNT, PRIMARY_DOWN_FAILOVER, down_reports_window, follow_health_check_cadence,
+    )
+    from flows.health import HealthTargets
+
+    probes_only = HealthTargets(storage=[], gateways=[], session_stores=[], llm_endpoints=[], check_prefect_api=True,
+                                monitoring_policy=None)
+    with get_client(sync_client=True) as client:
+        health = client.read_deployment_by_name("health-check/health-check")
+        [declared] = client.read_deployment_schedules(health.id)
+        [failover] = client.read_automations_by_name(PRIMARY_DOWN_FAILOVER)
+        assert failover.trigger.within == down_reports_window(FAILOVER_DOWN_COUNT, timedelta(minutes=5))
+        client.update_deployment_schedule(health.id, declared.id, schedule=IntervalSchedule(interval=timedelta(minutes=10)))
+    try:
+        run = run_deployment("health-check/health-check", parameters={"targets": probes_only.model_dump(mode="json")},
+                             timeout=300, poll_interval=1, as_subflow=False)
+        assert run.state is not None and run.state.is_completed(), run.state
+        with get_client(sync_client=True) as client:
+            [moved] = client.read_automations_by_name(PRIMARY_DOWN_FAILOVER)
+        assert moved.id == failover.id
+        assert (moved.trigger.threshold, moved.trigger.within) == (FAILOVER_DOWN_COUNT, timedelta(minutes=25))
+        assert "within 0:25:00" in moved.description
+        said = "failover automation: window now 0:25:00, for health checks every 0:10:00"
+        deadline, logs = time.monotonic() + 30, []
+        while not any(said in log.message for log in logs) and time.monotonic() < deadline:  # logs arrive in batches
+            time.sleep(1)
+            with get_client(sync_client=True) as client:
+                logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+        assert any(said in log.message for log in logs), [log.message for log in logs]
+    finally:
+        with get_client(sync_client=True) as client:
+            client.update_deployment_schedule(health.id, declared.id, schedule=declared.schedule)
+            follow_health_check_cadence(client, timedelta(minutes=5))

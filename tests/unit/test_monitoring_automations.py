@@ -15,7 +15,10 @@ from deployments.automations import (
     NOTIFIED_FLOWS,
     PIPELINE_FAILURE_NOTIFY,
     PRIMARY_DOWN_FAILOVER,
+    down_reports_window,
     failover_on_primary_down,
+    follow_health_check_cadence,
+    health_check_interval,
     monitoring_automations,
     notify_on_pipeline_failure,
     notify_on_threshold_breach,
@@ -111,3 +114,60 @@ def test_missing_notification_block_is_a_named_error() -> None:
 
 def test_policy_schedule_interval_matches_the_health_check_deployment() -> None:
     assert MonitoringPolicy(state_dir="/tmp/x").schedule_interval_s == _health_check_interval().total_seconds()
+
+
+class _Schedules:
+    """A server holding the health-check deployment (with ``schedules``) and the failover automation."""
+
+    def __init__(self, schedules: list, automation=None) -> None:  # noqa: ANN001
+        self.schedules, self.automation, self.updates = schedules, automation, []
+
+    def read_deployment_by_name(self, name: str):  # noqa: ANN201
+        assert name == "health-check/health-check"
+        return type("D", (), {"id": uuid.uuid4()})
+
+    def read_deployment_schedules(self, deployment_id):  # noqa: ANN001, ANN201
+        return [type("S", (), {"schedule": s, "active": active}) for s, active in self.schedules]
+
+    def read_automations_by_name(self, name: str) -> list:
+        return [self.automation] if self.automation is not None and name == self.automation.name else []
+
+    def update_automation(self, automation_id, automation) -> None:  # noqa: ANN001
+        self.updates.append((automation_id, automation))
+
+
+def _every(minutes: float):  # noqa: ANN202
+    from prefect.client.schemas.schedules import IntervalSchedule
+
+    return IntervalSchedule(interval=timedelta(minutes=minutes))
+
+
+def test_deployed_schedule_sets_the_interval_not_prefect_yaml() -> None:
+    assert health_check_interval(_Schedules([(_every(10), True)])) == timedelta(minutes=10)
+    assert health_check_interval(_Schedules([(_every(10), False)])) == _health_check_interval()  # nothing active
+    assert health_check_interval(_Client(failover=True, block=True)) == _health_check_interval()  # not deployed
+
+
+def test_an_edited_schedule_moves_only_the_window_of_the_failover_automation() -> None:
+    from prefect.events.schemas.automations import Automation
+
+    declared = failover_on_primary_down(uuid.uuid4(), count=5, within=down_reports_window(5, timedelta(minutes=5)))
+    operator_left = Automation(**declared.model_dump(exclude={"id"}), id=uuid.uuid4())
+    operator_left.enabled = False  # paused in the UI: following the schedule must not resume it
+    server = _Schedules([], operator_left)
+    assert follow_health_check_cadence(server, timedelta(minutes=10)) == timedelta(minutes=45)  # 4 x 10 + 5
+    [(automation_id, sent)] = server.updates
+    assert automation_id == operator_left.id
+    assert (sent.trigger.threshold, sent.trigger.within, sent.enabled) == (5, timedelta(minutes=45), False)
+    assert sent.actions == declared.actions
+    assert "5 times within 0:45:00" in sent.description
+
+
+def test_a_window_that_fits_is_left_alone() -> None:
+    from prefect.events.schemas.automations import Automation
+
+    fits = Automation(**failover_on_primary_down(uuid.uuid4()).model_dump(exclude={"id"}), id=uuid.uuid4())
+    server = _Schedules([], fits)
+    assert follow_health_check_cadence(server, _health_check_interval()) is None
+    assert follow_health_check_cadence(_Schedules([]), timedelta(minutes=10)) is None  # no failover automation
+    assert server.updates == []

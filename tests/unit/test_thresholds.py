@@ -60,3 +60,16 @@ def test_summarise_statistics() -> None:
     values = list(range(1, 101))
     assert summarise(values, "p95") == 95 and summarise(values, "p50") == 50
     assert summarise(values, "mean") == 50.5 and summarise(values, "max") == 100
+
+
+def test_a_schedule_edited_away_from_the_policy_is_named_and_its_windows_checked_again() -> None:
+    from tasks.monitoring import policy_interval_drift
+
+    policy = MonitoringPolicy(state_dir="/tmp/x", thresholds=[
+        Threshold(metric="latency_ms", kind="baseline", factor=3, window_minutes=15, baseline_window_minutes=60)])
+    assert policy_interval_drift(policy, "platform", timedelta(seconds=300)) is None
+    slower = policy_interval_drift(policy, "platform", timedelta(minutes=10))
+    assert slower == "monitoring-policy/platform: schedule_interval_s is 300 s but this deployment runs every 600 s; set it to 600"
+    too_slow = policy_interval_drift(policy, "platform", timedelta(minutes=20))
+    assert too_slow is not None and too_slow.startswith("monitoring-policy/platform: schedule_interval_s is 300 s")
+    assert "thresholds[0].window_minutes: 15 min is shorter than the monitor's schedule interval (1200 s)" in too_slow
