@@ -21,7 +21,7 @@ help:
 	@echo "make stack-up      start the local two-region platform (idempotent)"
 	@echo "make stack-status  component, URL, PID, healthy"
 	@echo "make stack-down    stop every process the launcher started, by PID"
-	@echo "make deploy        deploy every flow in prefect.yaml to the platform's Prefect server"
+	@echo "make deploy        deploy prefect.yaml's local-pool deployments and the automations to the platform's server"
 	@echo "make test-unit     only the unit tests (no platform needed)"
 
 $(STAMP): $(INSTALL_INPUTS)

@@ -38,7 +38,7 @@ class DemoRun:
 
 
 _DRILL = "failover-drill/drill-{}"
-# No response cache: each demo run asks the real model again (the nightly deployment keeps its cache).
+# No response cache: each demo run asks the real model again (as the nightly deployment does).
 _PROMPT_RUN = {"prompt": PROMPT, "suite_path": "examples/prompts/capitals.yaml", "endpoint_block": "gateway",
                "runner": {"samples": 2, "max_concurrency": 1, "cache_dir": None}}
 

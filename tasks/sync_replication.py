@@ -45,12 +45,17 @@ class ReplicatedPut:
 
 
 class ReplicationIncomplete(LLMResilienceError):
-    """The object is not verified in every region; ``result.missing`` names the regions lacking it."""
+    """The object is not verified in every region; ``missing`` names the regions lacking it and
+    ``result`` holds every region's outcome."""
 
     def __init__(self, result: ReplicatedPut) -> None:
         details = "; ".join(f"{r.region}: {r.error}" for r in result.regions if not r.ok)
         super().__init__(f"{result.key!r} is not in every region; missing in {', '.join(result.missing)} ({details})")
         self.result = result
+
+    @property
+    def missing(self) -> list[str]:
+        return self.result.missing
 
 
 def _as_location(target: str | StorageTarget | S3Location, index: int) -> S3Location:
