@@ -104,7 +104,7 @@ def test_crash_is_undone_by_its_lease_when_nobody_rolls_it_back(platform: Platfo
     before = launcher.record("llm-region-b").pid
     fault = ProcessFault(platform, ["llm-region-b"], kind="crash")
     fault.inject(lease_s=2)
-    assert fault.is_active() and not psutil.pid_exists(before) or psutil.Process(before).status() == psutil.STATUS_ZOMBIE
+    assert fault.is_active() and (not psutil.pid_exists(before) or psutil.Process(before).status() == psutil.STATUS_ZOMBIE)
     # no rollback: as if the drill died here
     assert _wait(lambda: launcher.is_running("llm-region-b") and launcher.record("llm-region-b").pid != before, 60)
     assert _wait(lambda: launcher.status()[[c.name for c in launcher.components].index("llm-region-b")].healthy, 60)

@@ -138,7 +138,7 @@ def test_unsafe_paths_refused_before_writing(tmp_path: Path, bad: str) -> None:
     with pytest.raises(UnsafePath, match="manifest path"):
         restore_all(repo, sid, tmp_path / "out", source=None)
     assert not (tmp_path / "escape.txt").exists()
-    assert not any((tmp_path / "out").rglob("*")) if (tmp_path / "out").exists() else True
+    assert not ((tmp_path / "out").exists() and any((tmp_path / "out").rglob("*")))
 
 
 def test_link_entries_and_planted_symlinks_refused(tmp_path: Path) -> None:

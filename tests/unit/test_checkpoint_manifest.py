@@ -41,8 +41,9 @@ def test_whole_file_digest_matches_the_standard_tools(tmp_path, algorithm):
     want = blake3.blake3(raw).hexdigest() if algorithm is HashAlgorithm.blake3 else hashlib.sha256(raw).hexdigest()
     assert m.files["m.gguf"].digest == want and m.files["m.gguf"].layout == "whole"
     tool = {"blake3": "b3sum", "sha256": "sha256sum"}[algorithm.value]
-    if shutil.which(tool):
-        assert subprocess.run([tool, str(gguf)], capture_output=True, text=True, check=True).stdout.split()[0] == want
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} is not installed: `make test` installs it (make test-system-deps)")
+    assert subprocess.run([tool, str(gguf)], capture_output=True, text=True, check=True).stdout.split()[0] == want
 
 
 def test_safetensors_get_per_tensor_digests(tmp_path):

@@ -242,12 +242,12 @@ def choiceless_endpoint(monkeypatch):
 
 
 def test_200_without_choices_is_an_error_of_that_case(registry, choiceless_endpoint):
-    runner = PromptRunner(EndpointConfig(base_url="http://llm.invalid/v1", model="m"),
+    runner = PromptRunner(EndpointConfig(base_url="http://127.0.0.1:9/v1", model="m"),
                           RunnerPolicy(samples=2, backoff_base_s=0.01))
     results = asyncio.run(runner.run(SUITE, [registry.get_version("echo", 1)]))
     alpha = [r for r in results if r.case_id == "alpha"]
     assert all(r.passed is None for r in alpha)
-    assert alpha[0].error.startswith("http://llm.invalid/v1/chat/completions answered HTTP 200 without `choices")
+    assert alpha[0].error.startswith("http://127.0.0.1:9/v1/chat/completions answered HTTP 200 without `choices")
     assert "for case 'alpha' (echo@1)" in alpha[0].error and "model overloaded" in alpha[0].error
     assert all(r.passed for r in results if r.case_id != "alpha")
     (summary,) = summarise(results)
