@@ -45,7 +45,7 @@ from tasks.backup_maintenance import execute_prune, plan_prune, verify_repositor
 from tasks.backup_manifest import REDIS_EXPORT_NAME, FileEntry, Manifest, SourceInfo, check_restorable, utcnow
 from tasks.backup_repository import PackWriter
 from tasks.backup_retention import RetentionPolicy
-from tasks.errors import ConfigurationError
+from tasks.errors import ConfigurationError, LLMResilienceError
 from tasks.redis_export import export_time_ms
 from tasks.batching import batches_by_size
 from tasks.restore_engine import RestoreStats, select_files
@@ -426,12 +426,12 @@ def _verify(params: VerifyParams) -> VerifyResult:
         "scrub slice": report.scrub_slice or "-", "problems": len(report.problems), "bad chunks": len(report.bad_chunks),
     }, md)
     if not report.ok:
-        raise VerificationFailed(f"repository {repo.url} failed verification: {md[:2000]}", result)
+        raise BackupVerificationFailed(f"repository {repo.url} failed verification: {md[:2000]}", result)
     _emit(True, "verify", repo.url, result.model_dump())
     return result
 
 
-class VerificationFailed(Exception):
+class BackupVerificationFailed(LLMResilienceError):
     """verify_backup found problems; ``result`` holds the full report (bad chunks and their files)."""
 
     def __init__(self, message: str, result: VerifyResult) -> None:

@@ -5,7 +5,7 @@
 
 The latency-for-consistency side of DESIGN.md §4.2: the call returns after every region's write
 is verified (the ETag its store computed equals our MD5, else its bytes are read back and
-hashed). If any region fails, ``ReplicationIncomplete`` names the regions that lack the object;
+hashed). If any region fails, ``ReplicatedPutIncomplete`` names the regions that lack the object;
 the ones that succeeded keep it, and the scheduled ``replicate`` flow copies it to the rest.
 """
 
@@ -44,7 +44,7 @@ class ReplicatedPut:
         return [r.region for r in self.regions if not r.ok]
 
 
-class ReplicationIncomplete(LLMResilienceError):
+class ReplicatedPutIncomplete(LLMResilienceError):
     """The object is not verified in every region; ``missing`` names the regions lacking it and
     ``result`` holds every region's outcome."""
 
@@ -96,7 +96,7 @@ def replicated_put(
     max_attempts: int = 5,
 ) -> ReplicatedPut:
     """Write ``data`` at ``key`` (relative to each target's root) in every region at once; return
-    when all hold the verified object, else raise ReplicationIncomplete naming the missing regions.
+    when all hold the verified object, else raise ReplicatedPutIncomplete naming the missing regions.
     ``targets`` are StorageTarget block names (default region-a and region-b), blocks or locations."""
     if not key or key.startswith("/") or ".." in key.split("/"):
         raise ValueError(f"key {key!r}: must be a relative object key without '..'")
@@ -107,5 +107,5 @@ def replicated_put(
     with ThreadPoolExecutor(max_workers=len(locations)) as pool:
         result.regions = list(pool.map(lambda loc: _write_one(loc, key, data, md5, sha, content_type, max_attempts), locations))
     if result.missing:
-        raise ReplicationIncomplete(result)
+        raise ReplicatedPutIncomplete(result)
     return result

@@ -19,10 +19,10 @@ from blocks import SessionStore, StorageTarget
 from deployments.settings import PlatformSettings
 from flows.backup import (
     BackupParams,
+    BackupVerificationFailed,
     DrillParams,
     RepositoryRef,
     RestoreParams,
-    VerificationFailed,
     VerifyParams,
     backup,
     restore,
@@ -139,7 +139,7 @@ def test_directory_source_restore_verify_drill_and_bit_flip(platform: PlatformSe
     data = bytearray(fs.cat_file(repo.pack_path(loc.pack)))
     data[loc.offset + 7] ^= 0x01
     fs.pipe_file(repo.pack_path(loc.pack), bytes(data))
-    with pytest.raises(VerificationFailed, match=victim) as failed:
+    with pytest.raises(BackupVerificationFailed, match=victim) as failed:
         verify_backup(VerifyParams(repository=ref, read_fraction=1.0, scrub_runs=0))
     bad = failed.value.result.bad_chunks
     assert [b.chunk for b in bad] == [victim]

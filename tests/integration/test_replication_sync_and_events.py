@@ -13,7 +13,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterNam
 from deployments.automations import REPLICATE_ON_WRITE, announce_objects_written
 from deployments.settings import PlatformSettings
 from flows.replication import ReplicationParams, replicate
-from tasks.sync_replication import ReplicationIncomplete, replicated_put
+from tasks.sync_replication import ReplicatedPutIncomplete, replicated_put
 from tests.fault_proxy import FaultProxy
 from tests.replication_helpers import list_keys, make_pair, md5, put_all, save_target
 
@@ -37,7 +37,7 @@ def test_replicated_put_names_the_region_that_lacks_it_and_the_async_flow_repair
     broken = FaultProxy(platform.url(platform.region_b.s3_port), fault_rate=1.0, seed=1).start()
     try:
         save_target(platform, "syncfail-dst-down", platform.region_b.bucket, pair.prefix, broken.url)
-        with pytest.raises(ReplicationIncomplete) as caught:
+        with pytest.raises(ReplicatedPutIncomplete) as caught:
             replicated_put("weights/lora.bin", b"w" * 5000, targets=[pair.source, "syncfail-dst-down"], max_attempts=2)
     finally:
         broken.stop()
