@@ -50,6 +50,7 @@ from tasks.redis_export import export_time_ms
 from tasks.batching import batches_by_size
 from tasks.restore_engine import RestoreStats, select_files
 from tasks.restore_sample import MIB, choose_sample, estimated_full_rto
+from tasks.strict_input import StrictInput
 from tasks.task_runners import TaskRunnerSettings, check_task_runner, run_batches, use_task_runner
 
 EVENT_PREFIX = "llm-resilience.backup"
@@ -60,14 +61,14 @@ RESTORE_BATCH_BYTES = 256 * 1024 * 1024
 T = TypeVar("T")
 
 
-class RepositoryRef(BaseModel):
+class RepositoryRef(StrictInput):
     """Where the repository lives: a StorageTarget block and a prefix below its root."""
 
     block: str = Field(default="region-b", description="StorageTarget block holding the repository.")
     prefix: str = Field(default="backups/llm-resilience", description="Path below the block's root ('' for the root).")
 
 
-class BackupParams(BaseModel):
+class BackupParams(StrictInput):
     repository: RepositoryRef = Field(default_factory=RepositoryRef)
     sources: list[str] = Field(default=["region-a"], description="StorageTarget blocks to back up (any fsspec URL).")
     session_stores: list[str] = Field(default=["region-a"], description="SessionStore blocks exported consistently.")
@@ -95,7 +96,7 @@ class BackupResult(BaseModel):
     skipped: list[str]
 
 
-class RestoreParams(BaseModel):
+class RestoreParams(StrictInput):
     repository: RepositoryRef = Field(default_factory=RepositoryRef)
     snapshot: str = Field(default="latest", description="Snapshot id, a unique prefix (>= 6 hex digits), or 'latest'.")
     target: str | None = Field(default=None, description="StorageTarget block to restore files into (none: skip files).")
@@ -120,7 +121,7 @@ class RestoreResult(BaseModel):
     snapshot_bytes: int = 0
 
 
-class PruneParams(BaseModel):
+class PruneParams(StrictInput):
     repository: RepositoryRef = Field(default_factory=RepositoryRef)
     policy: RetentionPolicy = Field(default_factory=lambda: RetentionPolicy(keep_last=7, keep_daily=14, keep_weekly=8, keep_monthly=12))
     dry_run: bool = Field(default=False, description="Only list what would be removed.")
@@ -136,7 +137,7 @@ class PruneResult(BaseModel):
     bytes_freed: int
 
 
-class VerifyParams(BaseModel):
+class VerifyParams(StrictInput):
     repository: RepositoryRef = Field(default_factory=RepositoryRef)
     read_fraction: float = Field(default=0.05, ge=0, le=1, description="Random fraction of packs read and hashed.")
     scrub_runs: int = Field(default=7, ge=0, description="Rolling scrub: every chunk is read within this many runs (0: off).")
@@ -161,7 +162,7 @@ class VerifyResult(BaseModel):
     bad_chunks: list[BadChunkReport]
 
 
-class DrillParams(BaseModel):
+class DrillParams(StrictInput):
     repository: RepositoryRef = Field(default_factory=RepositoryRef)
     scratch: str | None = Field(default=None, description="StorageTarget block for the scratch restore (none: a local temp dir).")
     scratch_prefix: str = Field(default="restore-drill")

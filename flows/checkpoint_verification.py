@@ -23,7 +23,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 from prefect.states import Completed, Failed, State
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from blocks import StorageTarget
 from tasks.checkpoint_findings import Finding, FindingKind, finding
@@ -32,6 +32,7 @@ from tasks.checkpoint_report import CheckpointReport, build_report, checkpoint_d
 from tasks.checkpoint_verification import list_files, load_target, read_manifest, verify_batch, write_manifest
 from tasks.checkpoint_verifier import FileResult, VerifySettings, build_manifest, cross_check_indexes
 from tasks.errors import LLMResilienceError
+from tasks.strict_input import StrictInput
 from tasks.task_runners import TaskRunnerSettings, check_task_runner, use_task_runner
 
 REPORT_ARTIFACT_KEY = "checkpoint-verification-report"
@@ -63,14 +64,14 @@ class ManifestMode(str, Enum):
     off = "off"
 
 
-class CheckpointLocation(BaseModel):
+class CheckpointLocation(StrictInput):
     """Where the checkpoint lives: a StorageTarget block and a prefix below its root."""
 
     storage: str = Field(default="region-a", description="StorageTarget block name (ignored when a target is passed in Python).")
     prefix: str = Field(default="", description="Prefix below the target's root holding one or more checkpoints.")
 
 
-class VerifyOptions(BaseModel):
+class VerifyOptions(StrictInput):
     manifest: ManifestMode = Field(default=ManifestMode.auto, description="Write or check the integrity manifest.")
     manifest_path: str = Field(default=MANIFEST_NAME, description="Manifest path relative to the prefix.")
     hash_algorithm: HashAlgorithm = Field(

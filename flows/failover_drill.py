@@ -21,7 +21,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.events import emit_event
 from prefect.runtime import flow_run
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from deployments.settings import PROJECT_ROOT, PlatformSettings, current_platform
 from tasks.drill_experiment import DrillPlan, Experiment, load_experiment, plan_experiment
@@ -30,6 +30,7 @@ from tasks.drill_runner import DrillRunner, error_text, journal_of, settings_sec
 from tasks.drill_timeline_chart import render_timeline
 from tasks.errors import ConfigurationError, NonRetryableError
 from tasks.retry_policy import network_task_options
+from tasks.strict_input import StrictInput
 
 ARTIFACT_KEY = "failover-drill"
 EVENT_PREFIX = "llm-resilience.drill"
@@ -39,7 +40,7 @@ class DrillFailed(NonRetryableError):
     """An SLO was breached, the steady state did not hold or return, or an abort condition fired."""
 
 
-class DrillOptions(BaseModel):
+class DrillOptions(StrictInput):
     """Where the drill measures, and where it keeps its evidence."""
 
     gateway_url: str | None = Field(default=None, description="Gateway to send traffic through; default the platform's.")

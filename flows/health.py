@@ -22,7 +22,7 @@ from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
 from prefect.events import emit_event
 from prefect.settings import PREFECT_API_URL
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from blocks import MonitoringPolicy
 from deployments.automations import deployment_cadence, follow_health_check_cadence
@@ -45,6 +45,7 @@ from tasks.monitoring import (
 from tasks.platform_status import MonitorSnapshot, render_markdown
 from tasks.platform_summary import PlatformSummary
 from tasks.resource_usage import ResourceReport
+from tasks.strict_input import StrictInput
 from tasks.thresholds import Sample, evaluate
 
 REPORT_ARTIFACT_KEY = "health-report"
@@ -52,7 +53,7 @@ STATUS_ARTIFACT_KEY = "platform-status"
 EVENT_PREFIX = "llm-resilience.health"
 
 
-class HealthTargets(BaseModel):
+class HealthTargets(StrictInput):
     """Which block documents to probe (the local platform's by default) and how hard to try."""
 
     storage: list[str] = Field(default=["region-a", "region-b"], description="StorageTarget block names.")

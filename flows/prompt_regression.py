@@ -24,7 +24,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import get_run_context
 from prefect.events import emit_event
 from prefect.states import Completed
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tasks.prompt_evaluation import baseline_holds, decide_rollback
 from tasks.prompt_gate import Thresholds
@@ -41,11 +41,12 @@ from tasks.prompt_regression import (
     rollback_target,
     run_suite,
 )
+from tasks.strict_input import StrictInput
 
 EVENT_PREFIX = "llm-resilience.prompt"
 
 
-class RegressionRequest(BaseModel):
+class RegressionRequest(StrictInput):
     """What to test, where, and how strictly (every field has a form input in the UI)."""
 
     prompt: str = Field(default="capitals", description="Prompt name in the registry.")
@@ -201,7 +202,7 @@ def promote_prompt(request: PromotionRequest | None = None) -> RegressionReport:
     return _finish(report)
 
 
-class PromptChange(BaseModel):
+class PromptChange(StrictInput):
     """Create a version and/or move a label, by hand."""
 
     prompt: str = Field(description="Prompt name.")

@@ -35,6 +35,7 @@ from tasks.replication_plan import Listing, Plan, batches, check_delete_guard, p
 from tasks.replication_progress import CopyProgress, show_progress
 from tasks.replication_report import DestinationReport, FailedObject, LagFigures, ReplicationReport
 from tasks.s3_location import S3Location
+from tasks.strict_input import StrictInput
 from tasks.task_runners import TaskRunnerSettings, check_task_runner, iter_batches, use_task_runner
 
 REPORT_ARTIFACT_KEY = "replication-report"
@@ -55,7 +56,7 @@ def default_resume_dir() -> str:
 DESTINATION_ONLY_PREFIXES = ("backups/", "drills/")
 
 
-class ReplicationParams(BaseModel):
+class ReplicationParams(StrictInput):
     """What to replicate where, and how carefully. Defaults: region-a bucket -> region-b bucket."""
 
     source: str = Field(default="region-a", description="StorageTarget block to copy from.")
@@ -297,7 +298,7 @@ def emit_report_events(report: ReplicationReport, params: ReplicationParams) -> 
             })
 
 
-class StatusParams(BaseModel):
+class StatusParams(StrictInput):
     """Which replication to report on; no copy, no delete."""
 
     source: str = Field(default="region-a", description="StorageTarget block replicated from.")

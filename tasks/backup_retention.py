@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from tasks.strict_input import StrictInput
 
 
-class RetentionPolicy(BaseModel):
+class RetentionPolicy(StrictInput):
     """How many snapshots to keep per rule; a snapshot kept by any rule is kept."""
 
     keep_last: int = Field(default=0, ge=0, description="The n newest snapshots.")

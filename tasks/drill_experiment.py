@@ -18,13 +18,14 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from deployments.settings import PlatformSettings
 from tasks.errors import ConfigurationError
+from tasks.strict_input import StrictInput
 
 FaultKind = Literal["crash", "hang", "error_burst", "slow", "region_outage", "custom"]
 # Components a drill may never touch: the drill runs on them, or measures through them.
 PROTECTED_COMPONENTS = {"prefect-server", "prefect-worker", "gateway"}
 
 
-class FaultSpec(BaseModel):
+class FaultSpec(StrictInput):
     """What goes wrong, and where. ``target`` is a component (``llm-region-a``) or, for a
     region outage, a region (``region-a``)."""
 
@@ -47,7 +48,7 @@ class FaultSpec(BaseModel):
         return self
 
 
-class RollbackSpec(BaseModel):
+class RollbackSpec(StrictInput):
     """How the fault is undone. ``undo-fault`` is the injector's own rollback; the lease undoes
     the fault by itself even if the drill's process is killed."""
 
@@ -55,7 +56,7 @@ class RollbackSpec(BaseModel):
     lease_s: float = Field(default=180.0, gt=0, le=3600, description="The fault ends by itself after this.")
 
 
-class Probe(BaseModel):
+class Probe(StrictInput):
     """One steady-state check over the drill's own traffic, with its tolerance."""
 
     kind: Literal["success_rate", "p99_latency_ms", "gateway_completion", "session_continuity"]
@@ -65,12 +66,12 @@ class Probe(BaseModel):
     )
 
 
-class SteadyState(BaseModel):
+class SteadyState(StrictInput):
     probes: list[Probe] = Field(min_length=1)
     window_s: float = Field(default=5.0, gt=0, le=300, description="Traffic window each check looks at.")
 
 
-class AbortCondition(BaseModel):
+class AbortCondition(StrictInput):
     """An SLO signal checked continuously while the fault is in place (AWS FIS stop condition)."""
 
     signal: Literal["error_rate", "p99_latency_ms"]
@@ -78,7 +79,7 @@ class AbortCondition(BaseModel):
     window_s: float = Field(default=5.0, gt=0, le=300)
 
 
-class LoadProfile(BaseModel):
+class LoadProfile(StrictInput):
     """Simulated users chatting through the gateway, their history in the session store."""
 
     rate_rps: float = Field(default=1.5, gt=0, le=50, description="Requests per second; one region alone must keep up (~3/s here).")
@@ -90,7 +91,7 @@ class LoadProfile(BaseModel):
     request_timeout_s: float = Field(default=20.0, gt=0, le=300)
 
 
-class Slo(BaseModel):
+class Slo(StrictInput):
     """What the drill must achieve; any breach fails it, naming the SLO."""
 
     max_detect_ms: float | None = Field(default=None, gt=0)
@@ -100,7 +101,7 @@ class Slo(BaseModel):
     max_lost_turns: int | None = Field(default=None, ge=0)
 
 
-class Experiment(BaseModel):
+class Experiment(StrictInput):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     description: str = ""
     fault: FaultSpec

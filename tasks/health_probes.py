@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from tasks.errors import ProbeFailed
 from tasks.retry_policy import backoff_delays
+from tasks.strict_input import StrictInput
 
 
 class HealthStatus(str, Enum):
@@ -34,7 +35,7 @@ class HealthStatus(str, Enum):
         return {"ok": 0, "degraded": 1, "down": 2}[self.value]
 
 
-class ProbePolicy(BaseModel):
+class ProbePolicy(StrictInput):
     """How hard to try before calling a component down, and when slow counts as degraded."""
 
     timeout_s: float = Field(default=10.0, gt=0, description="Limit for one attempt.")

@@ -16,9 +16,10 @@ from pydantic import BaseModel, Field
 
 from tasks.prompt_report import VersionSummary
 from tasks.prompt_statistics import PairedComparison, Verdict
+from tasks.strict_input import StrictInput
 
 
-class Thresholds(BaseModel):
+class Thresholds(StrictInput):
     min_pass_rate: float = Field(default=0.8, ge=0, le=1, description="Suite pass rate the version needs.")
     max_p95_latency_ms: float = Field(default=30000, gt=0, description="p95 latency bound, milliseconds.")
     max_error_rate: float = Field(default=0.1, ge=0, le=1, description="Share of calls that may error.")

@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from blocks import LLMEndpoint, StorageTarget
 from tasks.prompt_evaluation import evaluate
@@ -18,9 +18,10 @@ from tasks.prompt_report import RegressionReport
 from tasks.prompt_runner import EndpointConfig, PromptRunner, RunnerPolicy, SampleResult
 from tasks.prompt_suite import Suite, check_variables, load_suite
 from tasks.retry_policy import network_task_options
+from tasks.strict_input import StrictInput
 
 
-class RegistryRef(BaseModel):
+class RegistryRef(StrictInput):
     """Where the registry lives: a StorageTarget block and a prefix below its root."""
 
     storage_block: str = Field(default="region-a", description="StorageTarget block holding the registry.")

@@ -21,6 +21,7 @@ from tasks.prompt_assertions import JUDGE_PROMPT, JudgeFailed, Similarity, parse
 from tasks.prompt_registry import PromptVersion
 from tasks.prompt_suite import Case, Suite, check_judge, check_variables, render
 from tasks.response_cache import CachedResponse, ResponseCache, cache_key
+from tasks.strict_input import StrictInput
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -43,7 +44,7 @@ class EndpointConfig(BaseModel):
         return {"Authorization": f"Bearer {self.api_key.get_secret_value()}"} if self.api_key else {}
 
 
-class RunnerPolicy(BaseModel):
+class RunnerPolicy(StrictInput):
     samples: int = Field(default=3, ge=1, le=1000, description="Samples per case and version.")
     max_concurrency: int = Field(default=4, ge=1, le=512, description="Calls in flight at most.")
     max_retries: int = Field(default=4, ge=0, le=20, description="Retries per call on 429/5xx/timeouts.")

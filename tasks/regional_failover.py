@@ -23,6 +23,7 @@ from deployments.stack.haproxy_runtime import HAProxyRuntime
 from tasks.drill_measurements import percentile
 from tasks.errors import LLMResilienceError
 from tasks.session_topology import RedisNode, follow, is_primary, promote, switchover, wait_in_sync
+from tasks.strict_input import StrictInput
 
 
 class FailoverAborted(LLMResilienceError):
@@ -40,7 +41,7 @@ class ProbeOutcome(BaseModel):
         return self.failed / self.requests if self.requests else 1.0
 
 
-class FailbackPolicy(BaseModel):
+class FailbackPolicy(StrictInput):
     """How traffic returns to the primary region."""
 
     steps_percent: list[int] = Field(default=[10, 50, 100], min_length=1)

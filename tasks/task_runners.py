@@ -20,15 +20,16 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from tasks.errors import ConfigurationError
+from tasks.strict_input import StrictInput
 
 R = TypeVar("R")
 DASK_ADDRESS_SETTING = "task_runner.dask_address"
 
 
-class TaskRunnerSettings(BaseModel):
+class TaskRunnerSettings(StrictInput):
     """The task runner a flow's batches use; the default keeps everything in the flow process."""
 
     kind: Literal["default", "dask"] = Field(

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from tasks.errors import ConfigurationError
+from tasks.strict_input import StrictInput
 
 # Every metric the monitor records, with its unit; a threshold on anything else is a typo.
 KNOWN_METRICS: dict[str, str] = {
@@ -33,7 +34,7 @@ KNOWN_METRICS: dict[str, str] = {
 Statistic = Literal["p50", "p95", "p99", "mean", "max", "min"]
 
 
-class Threshold(BaseModel):
+class Threshold(StrictInput):
     """One limit on one metric for the components whose name matches ``component`` (a glob)."""
 
     metric: str = Field(description=f"One of: {', '.join(KNOWN_METRICS)}.")

@@ -11,7 +11,6 @@ import fsspec
 import numpy as np
 import pytest
 import yaml
-from pydantic import BaseModel
 from safetensors.numpy import load as load_safetensors
 
 from deployments import demo, demo_seed
@@ -96,26 +95,17 @@ def test_parameters_are_ones_the_flow_accepts(run: DemoRun) -> None:
     """Merged over the deployment's own, as the server does; a typo or a bad value fails here."""
     flow, entry = DEPLOYMENTS[run.deployment]
     merged = {**(entry.get("parameters") or {}), **run.parameters}
-    validated = flow.validate_parameters(merged)
-    for name, given in run.parameters.items():
-        _assert_known_fields(given, validated[name], name)
-
-
-def _assert_known_fields(given: object, model: object, where: str) -> None:
-    """pydantic ignores unknown nested keys: a misspelt field would silently do nothing."""
-    if isinstance(given, dict) and isinstance(model, BaseModel):
-        unknown = set(given) - set(type(model).model_fields)
-        assert not unknown, f"{where}: {sorted(unknown)} are not fields of {type(model).__name__}"
-        for key, value in given.items():
-            _assert_known_fields(value, getattr(model, key), f"{where}.{key}")
+    flow.validate_parameters(merged)  # parameter models refuse unknown keys, nested ones too
 
 
 def test_a_bad_parameter_is_caught_by_that_check() -> None:
     flow, _ = DEPLOYMENTS["restore/restore"]
     with pytest.raises(Exception, match="workers"):
         flow.validate_parameters({"params": {"target": "x", "workers": 0}})
-    with pytest.raises(AssertionError, match="tagret"):
-        _assert_known_fields({"tagret": "x"}, flow.validate_parameters({"params": {"tagret": "x"}})["params"], "params")
+    with pytest.raises(Exception, match="tagret"):
+        flow.validate_parameters({"params": {"tagret": "x"}})
+    with pytest.raises(Exception, match="keep_dayly"):
+        DEPLOYMENTS["prune/prune"][0].validate_parameters({"params": {"policy": {"keep_dayly": 30}}})
 
 
 def test_summary_names_each_run_that_did_not_complete_and_exits_1() -> None:
