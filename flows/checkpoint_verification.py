@@ -23,7 +23,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 from prefect.states import Completed, Failed, State
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from blocks import StorageTarget
 from tasks.checkpoint_findings import Finding, FindingKind, finding
@@ -74,6 +74,16 @@ class CheckpointLocation(StrictInput):
 class VerifyOptions(StrictInput):
     manifest: ManifestMode = Field(default=ManifestMode.auto, description="Write or check the integrity manifest.")
     manifest_path: str = Field(default=MANIFEST_NAME, description="Manifest path relative to the prefix.")
+
+    @field_validator("manifest_path")
+    @classmethod
+    def _inside_the_prefix(cls, value: str) -> str:
+        """The manifest is written below the prefix and left out of the checkpoint's listing: a path
+        outside it, or onto a directory, is refused before anything is read."""
+        parts = value.split("/")
+        if not value or value.startswith("/") or value.endswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"manifest_path {value!r} must be a relative file path below the prefix (no '..', no leading '/')")
+        return value
     hash_algorithm: HashAlgorithm = Field(
         default=HashAlgorithm.blake3, description="blake3: fast, all cores (routine). sha256: a standard digest."
     )
@@ -190,6 +200,11 @@ def _manifest_step(
         return "invalid (left untouched)", []
     if any(f.severity.rank >= 2 for f in findings_so_far):
         return "not written (checkpoint has findings)", []
+    if options.manifest is ManifestMode.write and (existing := read_manifest(target, prefix, options.manifest_path)) is not None:
+        _, invalid = parse_manifest(existing, options.manifest_path)
+        if invalid:  # write replaces a manifest, never another file that happens to sit at the path
+            return "invalid (left untouched)", [finding(FindingKind.manifest_invalid, options.manifest_path,
+                                                        "manifest=write: a file that is not a checkpoint manifest is at this path; not overwritten")]
     path = write_manifest(target, prefix, options.manifest_path, current)
     return f"written to {path}", []
 

@@ -67,8 +67,13 @@ class IntegrityManifest(BaseModel):
 
 
 def parse_manifest(raw: bytes, where: str) -> tuple[IntegrityManifest | None, list[Finding]]:
+    """Every field has a default, so any JSON object would validate: a manifest must also carry
+    the `version` and `files` every written manifest has (a config.json is not an empty manifest)."""
     try:
-        return IntegrityManifest.model_validate(json.loads(raw)), []
+        data = json.loads(raw)
+        if not isinstance(data, dict) or not {"version", "files"} <= data.keys():
+            return None, [finding(FindingKind.manifest_invalid, where, "not a checkpoint manifest: no `version` and `files`")]
+        return IntegrityManifest.model_validate(data), []
     except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as exc:
         return None, [finding(FindingKind.manifest_invalid, where, f"not a checkpoint manifest: {exc}"[:400])]
 

@@ -189,3 +189,20 @@ def test_invalid_manifest_is_a_finding_and_never_overwritten(platform: PlatformS
     state = verify_checkpoint(CheckpointLocation(), VerifyOptions(manifest=ManifestMode.check), target=target, return_state=True)
     assert [f.kind for f in report_of(state).findings] == [K.manifest_invalid]
     assert not manifest.exists()
+
+
+def test_manifest_write_never_replaces_a_file_that_is_not_a_manifest(platform: PlatformSettings, checkpoint_dir: Path) -> None:
+    """manifest=write with manifest_path naming a real file of the checkpoint (a slip of the UI form):
+    that file is left as it was and reported, not replaced by manifest JSON."""
+    config = checkpoint_dir / "llama-tiny" / "config.json"
+    before = config.read_bytes()
+    target = StorageTarget(url=checkpoint_dir.as_uri())
+    options = VerifyOptions(manifest=ManifestMode.write, manifest_path="llama-tiny/config.json")
+    state = verify_checkpoint(CheckpointLocation(), options, target=target, return_state=True)
+    report = report_of(state)
+    assert config.read_bytes() == before
+    assert report.manifest_action == "invalid (left untouched)"
+    assert [(f.kind, f.file) for f in report.findings] == [(K.manifest_invalid, "llama-tiny/config.json")]
+
+    written = verify_checkpoint(CheckpointLocation(), VerifyOptions(manifest=ManifestMode.write), target=target)
+    assert written.manifest_action.startswith("written to")  # a manifest path that holds a manifest (or nothing) is written

@@ -276,3 +276,21 @@ def test_sha256_mode_gives_the_standard_file_digest_and_still_names_tensors(tmp_
     corpus.flip_bit(tmp_path / shard, target.offset, bit=0)
     findings = compare_manifests(before, manifest_of(tmp_path, HashAlgorithm.sha256))
     assert [(f.kind, f.file, f.tensor) for f in findings] == [(K.manifest_tensor_differs, shard, target_name)]
+
+
+@pytest.mark.parametrize("path", ["", "/etc/passwd", "../other/checkpoint-manifest.json", "a/../../m.json", "dir/", "./m.json"])
+def test_manifest_path_must_stay_below_the_prefix(path: str) -> None:
+    from flows.checkpoint_verification import VerifyOptions
+
+    with pytest.raises(ValueError, match="manifest_path"):
+        VerifyOptions(manifest_path=path)
+    assert VerifyOptions(manifest_path="manifests/llama.json").manifest_path == "manifests/llama.json"
+
+
+def test_a_json_file_that_is_not_a_manifest_is_not_read_as_an_empty_one() -> None:
+    from tasks.checkpoint_manifest import parse_manifest
+
+    manifest, findings = parse_manifest(b'{"model_type": "llama"}', "config.json")
+    assert manifest is None and [(f.kind.value, f.file) for f in findings] == [("manifest_invalid", "config.json")]
+    written = IntegrityManifest().to_json()
+    assert parse_manifest(written, "m.json") == (IntegrityManifest.model_validate_json(written), [])
