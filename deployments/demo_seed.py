@@ -132,6 +132,6 @@ def seed(settings: PlatformSettings) -> SeedReport:
     seed_prompt(RegistryRef(storage_block=settings.region_a.name).open(), report)
     scratch = settings.state_dir / "demo" / "restore-scratch"
     scratch.mkdir(parents=True, exist_ok=True)
-    StorageTarget(url=f"file://{scratch}").save(SCRATCH_BLOCK, overwrite=True)
+    StorageTarget(url=scratch.resolve().as_uri()).save(SCRATCH_BLOCK, overwrite=True)
     report.notes.append(f"restore scratch: block {SCRATCH_BLOCK} -> {scratch}")
     return report

@@ -23,7 +23,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.context import get_run_context
 from prefect.events import emit_event
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from blocks import StorageTarget
 from tasks.backup import (
@@ -79,6 +79,17 @@ class BackupParams(StrictInput):
         default_factory=TaskRunnerSettings,
         description="Where file batches run: in the flow process, or on a Dask cluster (each batch then writes its own packs).",
     )
+
+    @model_validator(mode="after")
+    def _something_to_back_up(self) -> BackupParams:
+        """An empty snapshot would become `latest`: a restore, or a restore drill, would then pass on nothing."""
+        for field in ("sources", "session_stores"):
+            blank = [i for i, name in enumerate(getattr(self, field)) if not name.strip()]
+            if blank:
+                raise ValueError(f"{field}[{blank[0]}]: a block name is required")
+        if not self.sources and not self.session_stores:
+            raise ValueError("sources and session_stores are both empty: nothing to back up")
+        return self
 
 
 class BackupResult(BaseModel):

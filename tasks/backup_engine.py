@@ -103,10 +103,8 @@ def _scan_fs(fs: fsspec.AbstractFileSystem, root: str, url: str) -> tuple[list[S
 def _scan_local(root: str, url: str) -> tuple[list[SourceFile], list[str]]:
     """os.scandir walk: one stat per entry, links never followed."""
     files, skipped = [], []
-    if not os.path.isdir(root):
-        if os.path.exists(root):
-            raise ConfigurationError(f"source {url} is not a directory")
-        return [], []
+    if not os.path.isdir(root):  # a missing root would back up nothing and call it a snapshot
+        raise ConfigurationError(f"source {url} is not a directory" if os.path.exists(root) else f"source {url} does not exist")
     stack = [root]
     while stack:
         top = stack.pop()

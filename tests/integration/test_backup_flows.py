@@ -268,4 +268,4 @@ def test_bad_input_names_the_object(platform: PlatformSettings, tmp_path: Path) 
     finally:
         os.environ.update(env)
     with pytest.raises(ConfigurationError, match="bk-missing-block"):
-        backup(BackupParams(repository=RepositoryRef(block="bk-missing-block", prefix="x"), sources=[], session_stores=[]))
+        backup(BackupParams(repository=RepositoryRef(block="bk-missing-block", prefix="x"), sources=[f"bk-small-{tag}"], session_stores=[]))

@@ -274,3 +274,25 @@ def test_names_a_snapshot_cannot_restore_are_skipped_with_their_reason(tmp_path:
     ]
     restore_all(repo, sid, tmp_path / "out")  # the rest of the snapshot restores
     assert tree_bytes(tmp_path / "out") == {"model.bin": b"weights" * 1000}
+
+
+def test_a_source_directory_that_does_not_exist_is_an_error_not_an_empty_snapshot(tmp_path):
+    from tasks.backup_engine import scan_source
+    from tasks.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="source file:///gone does not exist"):
+        scan_source(fsspec.filesystem("file"), str(tmp_path / "gone"), "file:///gone")
+
+
+@pytest.mark.parametrize(("given", "named"), [
+    ({"sources": [], "session_stores": []}, "nothing to back up"),
+    ({"sources": ["region-a", " "]}, r"sources\[1\]"),
+    ({"session_stores": [""]}, r"session_stores\[0\]"),
+])
+def test_backup_parameters_with_nothing_to_back_up_are_refused(given, named):
+    from pydantic import ValidationError
+
+    from flows.backup import BackupParams
+
+    with pytest.raises(ValidationError, match=named):
+        BackupParams.model_validate(given)

@@ -53,12 +53,19 @@ def test_secrets_do_not_show_in_repr_str_or_json() -> None:
 
 @pytest.mark.parametrize(
     ("url", "fragment"),
-    [("nosuchproto://x", "unknown fsspec protocol"), ("s3://", "needs a bucket")],
+    [("nosuchproto://x", "unknown fsspec protocol"), ("s3://", "needs a bucket"), ("s3:///prefix", "needs a bucket"),
+     ("s3:/llm-models/prod", "not a URL"), ("bucket-without-scheme", "not a URL"), ("", "not a URL"),
+     ("file://", "absolute path"), ("file://relative/dir", "absolute path")],
 )
 def test_bad_storage_url_is_named(url: str, fragment: str) -> None:
     with pytest.raises(ValidationError) as err:
         StorageTarget(url=url)
     assert "url" in str(err.value) and fragment in str(err.value)
+
+
+def test_good_storage_urls_are_accepted() -> None:
+    for url in ("s3://bucket/prefix", "s3://bucket", "file:///srv/data", "/srv/data", "memory://root"):
+        assert StorageTarget(url=url).url == url
 
 
 @pytest.mark.parametrize("part", ["../escape", "/absolute", "a/../../b"])
