@@ -10,9 +10,13 @@ probe figures of each) and the event `llm-resilience.failover.completed|aborted`
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.events import emit_event
+
+from pydantic import Field
 
 from deployments.settings import current_platform
 from tasks.errors import LLMResilienceError
@@ -34,7 +38,7 @@ def _reason(exc: Exception) -> str:
 
 
 @flow(name="regional-failover", log_prints=True)
-def regional_failover(verify_requests: int = 8) -> list[dict]:
+def regional_failover(verify_requests: Annotated[int, Field(ge=1, le=1000)] = 8) -> list[dict]:
     """Gateway traffic to region-b, region-b's session store promoted, verified by probes."""
     log = StepLog()
     try:

@@ -106,6 +106,8 @@ class ReplicationParams(StrictInput):
     @field_validator("quarantine_prefix")
     @classmethod
     def _clean_quarantine(cls, value: str | None) -> str | None:
+        if value and ".." in value.split("/"):
+            raise ValueError(f"quarantine_prefix {value!r}: '..' is not allowed")
         return value.strip("/") or None if value else None
 
     @model_validator(mode="after")
@@ -165,7 +167,7 @@ def plan_destination(params: ReplicationParams, source: S3Location, destination:
 def replicate(params: ReplicationParams | None = None) -> ReplicationReport:
     params = params or ReplicationParams()
     check_task_runner(params.task_runner)  # an unreachable Dask scheduler stops the run before any work
-    source, destinations = resolve_targets(params.source, params.destinations, params.prefix)
+    source, destinations = resolve_targets(params.source, params.destinations, params.prefix, params.quarantine_prefix)
     report = ReplicationReport(started_at=dt.datetime.now(dt.UTC))
 
     # Plan every destination and check every delete guard before anything is written.
@@ -329,7 +331,7 @@ class StatusReport(BaseModel):
 @flow(name="replication-status", log_prints=True)
 def replication_status(params: StatusParams | None = None) -> list[StatusReport]:
     params = params or StatusParams()
-    source, destinations = resolve_targets(params.source, params.destinations, params.prefix)
+    source, destinations = resolve_targets(params.source, params.destinations, params.prefix, params.quarantine_prefix)
     as_repl = ReplicationParams(source=params.source, destinations=params.destinations, prefix=params.prefix,
                                 quarantine_prefix=params.quarantine_prefix, exclude_prefixes=params.exclude_prefixes,
                                 concurrency=params.concurrency, delete=True)

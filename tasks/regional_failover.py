@@ -21,7 +21,7 @@ from deployments.settings import PlatformSettings
 from deployments.stack.haproxy_config import BACKEND, PRIMARY_WEIGHT, STANDBY_WEIGHT
 from deployments.stack.haproxy_runtime import HAProxyRuntime
 from tasks.drill_measurements import percentile
-from tasks.errors import LLMResilienceError
+from tasks.errors import ConfigurationError, LLMResilienceError
 from tasks.session_topology import RedisNode, follow, is_primary, promote, switchover, wait_in_sync
 from tasks.strict_input import StrictInput
 
@@ -109,6 +109,8 @@ class RegionalControl:
         return self.probe(self.settings.gateway_url, self.settings.llm_model_alias, requests=requests, rps=rps)
 
     def fail_over(self, *, verify_requests: int = 8, log: StepLog | None = None) -> StepLog:
+        if verify_requests < 1:  # no probe would "verify" a failover nobody checked
+            raise ConfigurationError(f"verify_requests: {verify_requests}: at least one probe must verify region-b answers")
         log = log if log is not None else StepLog()
         servers = self.runtime.servers()
         if not servers[self.secondary].serving:

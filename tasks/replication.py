@@ -19,7 +19,9 @@ from tasks.replication_deletes import DeleteResult, delete_objects, expire_quara
 from tasks.replication_plan import Listing, ObjectInfo
 from tasks.retry_policy import network_task_options
 from tasks.s3_listing import list_location, read_metadata
-from tasks.s3_location import S3Location, check_distinct, check_md5_etags, check_reachable, location_from_target
+from tasks.s3_location import (
+    S3Location, check_distinct, check_md5_etags, check_quarantine, check_reachable, location_from_target,
+)
 
 
 def load_location(block_name: str, prefix: str = "") -> S3Location:
@@ -31,14 +33,16 @@ def load_location(block_name: str, prefix: str = "") -> S3Location:
 
 
 @task(name="resolve-replication-targets", cache_policy=NO_CACHE, **network_task_options(retries=2))
-def resolve_targets(source: str, destinations: list[str], prefix: str) -> tuple[S3Location, list[S3Location]]:
-    """Load the blocks and refuse bad input (same place, overlapping, missing bucket, refused
-    credentials, SSE-KMS by default) before anything is copied or deleted."""
+def resolve_targets(source: str, destinations: list[str], prefix: str,
+                    quarantine_prefix: str | None = None) -> tuple[S3Location, list[S3Location]]:
+    """Load the blocks and refuse bad input (same place, overlapping, inside the quarantine,
+    missing bucket, refused credentials, SSE-KMS by default) before anything is copied or deleted."""
     if not destinations:
         raise ConfigurationError("destinations: give at least one storage-target block name")
     src = load_location(source, prefix)
     dsts = [load_location(name, prefix) for name in destinations]
     check_distinct(src, dsts)
+    check_quarantine([src, *dsts], quarantine_prefix)
     for location in (src, *dsts):
         check_reachable(location)
         check_md5_etags(location)

@@ -180,6 +180,21 @@ def check_md5_etags(location: S3Location) -> None:
         )
 
 
+def check_quarantine(locations: list[S3Location], quarantine_prefix: str | None) -> None:
+    """Deleted objects move under the quarantine prefix (at the bucket root), which listings skip
+    and expiry empties: replicating data that sits inside it would copy nothing, silently, and let
+    expiry delete it."""
+    if not quarantine_prefix:
+        return
+    inside = quarantine_prefix.strip("/") + "/"
+    for location in locations:
+        if location.prefix.startswith(inside):
+            raise ConfigurationError(
+                f"quarantine_prefix {quarantine_prefix!r} holds storage-target/{location.label}'s objects ({location.url}): "
+                "choose a quarantine prefix outside the replicated data"
+            )
+
+
 def check_distinct(source: S3Location, destinations: list[S3Location]) -> None:
     """A destination that is the source, or whose prefix overlaps another's, would copy onto itself
     or delete what it just copied: refuse before doing anything."""

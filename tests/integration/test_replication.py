@@ -330,6 +330,9 @@ def test_bad_input_is_refused_before_anything_is_copied(platform: PlatformSettin
                               ("badinput-nobucket", "does not exist"), ("badinput-badcreds", "credentials refused")]:
             with pytest.raises(ConfigurationError, match=message):
                 replicate(params(pair, tmp_path, destinations=[dest]))
+        # the data sits inside the quarantine: listings would skip all of it, expiry would delete it
+        with pytest.raises(ConfigurationError, match="choose a quarantine prefix outside the replicated data"):
+            replicate(params(pair, tmp_path, quarantine_prefix=pair.prefix.split("/")[0]))
     finally:
         proxy.stop()
     assert list_keys(pair.b, platform.region_b.bucket, pair.prefix) == {}

@@ -42,3 +42,15 @@ def test_a_raw_error_half_way_is_reported_aborted(monkeypatch: pytest.MonkeyPatc
     k, outcome, reason, steps = published[0]
     assert (k, outcome, steps) == (kind, "aborted", 1)
     assert reason is not None and reason.startswith(error.__name__)
+
+
+def test_a_failover_checked_by_no_probe_is_refused() -> None:
+    from flows.regional_failover import regional_failover
+    from tasks.errors import ConfigurationError
+    from tasks.regional_failover import RegionalControl
+
+    with pytest.raises(Exception, match="verify_requests"):
+        regional_failover.validate_parameters({"verify_requests": 0})
+    control = RegionalControl.__new__(RegionalControl)  # the check comes before any gateway or Redis is touched
+    with pytest.raises(ConfigurationError, match="verify_requests: -3"):
+        control.fail_over(verify_requests=-3)

@@ -11,7 +11,7 @@ from tasks.adaptive_concurrency import AdaptiveLimiter, WireStats
 from tasks.errors import ConfigurationError
 from tasks.multipart_resume import ResumeRecord, ResumeStore
 from tasks.replication_report import LagFigures
-from tasks.s3_location import S3Location, check_distinct
+from tasks.s3_location import S3Location, check_distinct, check_quarantine
 
 
 def test_limiter_halves_under_throttling_and_recovers() -> None:
@@ -91,6 +91,15 @@ def test_same_place_and_overlapping_prefixes_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="overlapping"):
         check_distinct(loc("a", "b1", "data/"), [loc("c", "b1", "data/sub/")])
     check_distinct(loc("a", "b1", "data/"), [loc("c", "b1", "other/"), loc("d", "b1", endpoint="http://127.0.0.1:2")])
+
+
+def test_data_inside_the_quarantine_prefix_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="quarantine_prefix 'models' holds storage-target/c's objects"):
+        check_quarantine([loc("a", "b1", "data/"), loc("c", "b2", "models/llama/")], "models")
+    check_quarantine([loc("a", "b1", ""), loc("c", "b2", "modelsx/")], "models")  # the bucket root holds it: skipped, fine
+    check_quarantine([loc("a", "b1", "models/")], None)
+    with pytest.raises(ValueError, match="quarantine_prefix '../q'"):
+        ReplicationParams(quarantine_prefix="../q")
 
 
 def test_params_refuse_the_source_as_destination_and_climbing_prefixes() -> None:
