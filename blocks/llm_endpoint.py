@@ -21,7 +21,7 @@ class LLMEndpoint(Block):
     _logo_url = "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"  # noqa: E501
 
     base_url: str = Field(description="OpenAI-compatible root, e.g. http://127.0.0.1:8100/v1.")
-    model: str = Field(description="Model name sent in requests, e.g. smollm2-135m-instruct.")
+    model: str = Field(min_length=1, description="Model name sent in requests, e.g. smollm2-135m-instruct.")
     api_key: SecretStr | None = Field(default=None, description="Bearer token, if the endpoint needs one.")
     connect_timeout_s: float = Field(default=2.0, gt=0, description="Seconds to establish a connection.")
     read_timeout_s: float = Field(default=60.0, gt=0, description="Seconds to wait for a response.")
@@ -32,6 +32,8 @@ class LLMEndpoint(Block):
         url = httpx.URL(value)
         if url.scheme not in {"http", "https"} or not url.host:
             raise ValueError(f"base_url {value!r} is not an http(s) URL")
+        if url.path.rstrip("/").endswith(("/chat/completions", "/completions", "/models")):
+            raise ValueError(f"base_url {value!r} names an operation: give the API root, e.g. http://host:8100/v1")
         return value.rstrip("/")
 
     def _headers(self) -> dict[str, str]:

@@ -61,6 +61,17 @@ class StorageTarget(Block):
             raise ValueError(f"url {value!r}: a file URL needs an absolute path, e.g. file:///srv/data")
         return value
 
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_is_a_url(cls, value: str | None) -> str | None:
+        """boto3 would fail later on 'localhost:9000' with a message that names no block field."""
+        if not value:
+            return None
+        scheme, _, rest = value.partition("://")
+        if scheme not in ("http", "https") or not rest.strip("/"):
+            raise ValueError(f"endpoint_url {value!r}: give an http(s) URL, e.g. http://127.0.0.1:9000")
+        return value
+
     @property
     def protocol(self) -> str:
         return split_protocol(self.url)[0] or "file"

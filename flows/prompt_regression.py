@@ -24,7 +24,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import get_run_context
 from prefect.events import emit_event
 from prefect.states import Completed
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tasks.prompt_evaluation import baseline_holds, decide_rollback
 from tasks.prompt_gate import Thresholds
@@ -51,7 +51,7 @@ class RegressionRequest(StrictInput):
 
     prompt: str = Field(default="capitals", description="Prompt name in the registry.")
     suite_path: str = Field(default="examples/prompts/capitals.yaml", description="Suite YAML file.")
-    candidate: str = Field(default="candidate", description="Label or version number under test.")
+    candidate: str = Field(default="candidate", min_length=1, description="Label or version number under test.")
     baseline: str | None = Field(default="production", description="Label or version to compare with.")
     watch_production: bool = Field(
         default=False,
@@ -212,9 +212,20 @@ class PromptChange(StrictInput):
     params: dict[str, Any] = Field(default_factory=lambda: {"temperature": 0, "max_tokens": 16})
     message: str = Field(default="", description="Why this version / this move.")
     label: str | None = Field(default=None, description="Label to point at the version (e.g. candidate).")
-    version: int | None = Field(default=None, description="Version to move the label to (move-label).")
+    version: int | None = Field(default=None, ge=1, description="Version to move the label to (move-label).")
     author: str = Field(default="prefect-ui")
     registry: RegistryRef = Field(default_factory=RegistryRef)
+
+    @model_validator(mode="after")
+    def _does_what_it_says(self) -> PromptChange:
+        """Refused before the registry is touched: each of these ran and changed nothing, silently."""
+        if not self.prompt.strip():
+            raise ValueError("prompt: a prompt name is required")
+        if self.action == "move-label" and (not self.label or self.version is None):
+            raise ValueError("action move-label needs both `label` and `version`")
+        if self.label is not None and not self.label.strip():
+            raise ValueError("label: empty; give a label name or leave it out")
+        return self
 
 
 @flow(name="manage-prompt", log_prints=True)

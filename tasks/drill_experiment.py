@@ -65,6 +65,14 @@ class Probe(StrictInput):
         "minimum successes in the window; session_continuity: most acknowledged turns missing.",
     )
 
+    @model_validator(mode="after")
+    def _tolerance_in_its_unit(self) -> Probe:
+        if self.kind == "success_rate" and not 0 <= self.tolerance <= 1:
+            raise ValueError(f"tolerance {self.tolerance:g}: a success_rate tolerance is a fraction (0.99, not 99)")
+        if self.tolerance < 0:
+            raise ValueError(f"tolerance {self.tolerance:g}: must not be negative")
+        return self
+
 
 class SteadyState(StrictInput):
     probes: list[Probe] = Field(min_length=1)
@@ -77,6 +85,12 @@ class AbortCondition(StrictInput):
     signal: Literal["error_rate", "p99_latency_ms"]
     threshold: float = Field(gt=0)
     window_s: float = Field(default=5.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _rate_is_a_fraction(self) -> AbortCondition:
+        if self.signal == "error_rate" and self.threshold > 1:
+            raise ValueError(f"threshold {self.threshold:g}: an error_rate is a fraction (0.05, not 5)")
+        return self
 
 
 class LoadProfile(StrictInput):

@@ -89,13 +89,37 @@ def _normalise_assertion(raw: dict[str, Any], where: str) -> dict[str, Any]:
     return raw
 
 
+def _only_keys(data: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(str(k) for k in data if k not in known)
+    if unknown:
+        raise SuiteError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SuiteError(f"{where}: must be a mapping, not {type(value).__name__}")
+    return value
+
+
+def _assert_list(value: Any, where: str) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(a, dict) for a in value):
+        raise SuiteError(f"{where}: must be a list of assertions (mappings with a `type`)")
+    return value
+
+
 def parse_suite(data: Any, source: str = "<memory>") -> Suite:
     """Validate a suite mapping (as loaded from YAML); every error names source, case and field."""
     if not isinstance(data, dict):
         raise SuiteError(f"{source}: a suite is a mapping with `name` and `cases`")
-    defaults = data.get("defaults") or {}
-    default_vars = defaults.get("vars") or {}
-    default_asserts = defaults.get("assert") or []
+    _only_keys(data, {"name", "description", "defaults", "cases"}, source)
+    defaults = _mapping(data.get("defaults"), f"{source}: defaults")
+    _only_keys(defaults, {"vars", "assert"}, f"{source}: defaults")
+    default_vars = _mapping(defaults.get("vars"), f"{source}: defaults.vars")
+    default_asserts = _assert_list(defaults.get("assert"), f"{source}: defaults.assert")
     cases_raw = data.get("cases")
     if not isinstance(cases_raw, list) or not cases_raw:
         raise SuiteError(f"{source}: `cases` must be a non-empty list")
@@ -109,8 +133,10 @@ def parse_suite(data: Any, source: str = "<memory>") -> Suite:
         if case_id in seen:
             raise SuiteError(f"{where}: duplicate case id")
         seen.add(case_id)
-        merged = {**raw, "id": case_id, "vars": {**default_vars, **(raw.get("vars") or {})}}
-        asserts = [*default_asserts, *(raw.get("assert") or [])]
+        merged = {**raw, "id": case_id, "vars": {**default_vars, **_mapping(raw.get("vars"), f"{where}: vars")}}
+        asserts = [*default_asserts, *_assert_list(raw.get("assert"), f"{where}: assert")]
+        if not asserts:  # it would score 1.0 and pass the gate having tested nothing
+            raise SuiteError(f"{where}: no assertions (give the case an `assert` list, or the suite `defaults.assert`)")
         merged["assert"] = [_normalise_assertion(a, f"{where} assert[{j}]") for j, a in enumerate(asserts)]
         try:
             case = Case.model_validate(merged)

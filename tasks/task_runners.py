@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tasks.errors import ConfigurationError
 from tasks.strict_input import StrictInput
@@ -50,6 +50,12 @@ class TaskRunnerSettings(StrictInput):
         if parts.scheme not in {"tcp", "tls"} or not parts.hostname or not parts.port:
             raise ValueError(f"{value!r} is not a Dask scheduler address (tcp://host:port)")
         return f"{parts.scheme}://{parts.hostname}:{parts.port}"
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> TaskRunnerSettings:
+        if self.dask_address and self.kind != "dask":  # the run would stay in-process while you think it is on the cluster
+            raise ValueError(f"dask_address {self.dask_address} is set but kind is {self.kind!r}: set kind: dask")
+        return self
 
 
 def check_task_runner(settings: TaskRunnerSettings, *, timeout_s: float = 5.0) -> None:

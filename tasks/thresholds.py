@@ -70,6 +70,11 @@ def check_thresholds(thresholds: list[Threshold], schedule_interval_s: float, wh
             raise ConfigurationError(f"{here}.metric: unknown metric {t.metric!r}; known: {', '.join(KNOWN_METRICS)}")
         if t.kind == "static" and t.above is None and t.below is None:
             raise ConfigurationError(f"{here}: a static threshold on {t.metric} needs `above` or `below`")
+        if t.metric == "error_rate" and t.kind == "static":
+            for name in ("above", "below"):
+                limit = getattr(t, name)
+                if limit is not None and not 0 <= limit <= 1:
+                    raise ConfigurationError(f"{here}.{name}: {limit:g}: error_rate is a fraction (0.05, not 5)")
         if t.kind == "baseline":
             if t.factor is None:
                 raise ConfigurationError(f"{here}.factor: a baseline threshold on {t.metric} needs `factor`")

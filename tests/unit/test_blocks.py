@@ -115,3 +115,13 @@ def test_session_store_client_uses_the_secret_password() -> None:
     client = SessionStore(url="redis://127.0.0.1:1/3", password=SecretStr(SECRET), socket_timeout_s=0.5).client()
     kwargs = client.connection_pool.connection_kwargs
     assert kwargs["password"] == SECRET and kwargs["db"] == 3 and kwargs["socket_timeout"] == 0.5
+
+
+@pytest.mark.parametrize(("block", "kwargs", "named"), [
+    (StorageTarget, {"url": "s3://b", "endpoint_url": "localhost:9000"}, "endpoint_url 'localhost:9000'"),
+    (LLMEndpoint, {"base_url": "http://127.0.0.1:8100/v1/chat/completions", "model": "m"}, "names an operation"),
+    (LLMEndpoint, {"base_url": "http://127.0.0.1:8100/v1", "model": ""}, "model"),
+])
+def test_endpoint_values_that_would_fail_later_are_refused_by_field(block, kwargs: dict, named: str) -> None:  # noqa: ANN001
+    with pytest.raises(ValidationError, match=named):
+        block(**kwargs)

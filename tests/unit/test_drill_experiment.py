@@ -111,3 +111,13 @@ def test_custom_injector_is_built_with_its_options(tmp_path: Path) -> None:
     plan, fault = plan_experiment(PlatformSettings(state_dir=tmp_path), exp)
     assert plan.touches == ["llm/pod/model-0"]
     assert fault.namespace == "llm"
+
+
+@pytest.mark.parametrize(("override", "named"), [
+    ({"steady_state": {"probes": [{"kind": "success_rate", "tolerance": 99}]}}, "steady_state.probes.0: .*a fraction"),
+    ({"steady_state": {"probes": [{"kind": "p99_latency_ms", "tolerance": -1}]}}, "steady_state.probes.0: .*must not be negative"),
+    ({"abort_conditions": [{"signal": "error_rate", "threshold": 50}]}, "abort_conditions.0: .*0.05, not 5"),
+])
+def test_a_rate_given_in_percent_or_a_negative_tolerance_is_refused(override: dict, named: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"x.yaml: invalid experiment: {named}"):
+        parse_experiment(base(**override), "x.yaml")

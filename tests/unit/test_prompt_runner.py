@@ -146,7 +146,7 @@ def test_equal_versions_pass_the_gate_with_expectations(registry):
 
 
 def test_missing_variable_fails_before_any_call(registry):
-    suite = parse_suite({"name": "s", "cases": [{"id": "a", "vars": {"other": 1}}]})
+    suite = parse_suite({"name": "s", "cases": [{"id": "a", "vars": {"other": 1}, "assert": [{"type": "contains", "value": "x"}]}]})
     with ScriptedLLM(SCRIPT) as server:
         with pytest.raises(SuiteError, match="template variable"):
             asyncio.run(runner_for(server).run(suite, [registry.get_version("echo", 1)]))

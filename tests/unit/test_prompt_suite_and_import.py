@@ -25,7 +25,8 @@ def test_template_variables_and_render():
 
 
 def test_a_variable_no_case_provides_is_an_error_before_any_call():
-    suite = parse_suite({"name": "s", "cases": [{"id": "a", "vars": {"q": 1}}, {"id": "b", "vars": {}}]}, "s.yaml")
+    suite = parse_suite({"name": "s", "defaults": {"assert": [{"type": "contains", "value": "x"}]},
+                         "cases": [{"id": "a", "vars": {"q": 1}}, {"id": "b", "vars": {}}]}, "s.yaml")
     check_variables(suite, "no variables", "p@1")
     with pytest.raises(SuiteError, match=r"case 'b' gives no value for template variable\(s\) \['q'\]"):
         check_variables(suite, "Q: {{q}}", "p@1 template")
@@ -39,9 +40,25 @@ def test_suite_file_errors_name_the_file(tmp_path):
     with pytest.raises(SuiteError, match="bad.yaml: `cases` must be a non-empty list"):
         load_suite(bad)
     dup = tmp_path / "dup.yaml"
-    dup.write_text(yaml.safe_dump({"name": "d", "cases": [{"id": "a"}, {"id": "a"}]}))
+    dup.write_text(yaml.safe_dump({"name": "d", "defaults": {"assert": [{"type": "is-json"}]}, "cases": [{"id": "a"}, {"id": "a"}]}))
     with pytest.raises(SuiteError, match="duplicate case id"):
         load_suite(dup)
+
+
+@pytest.mark.parametrize(("suite", "named"), [
+    # a typo'd `defaults` used to load as no defaults: the case had no assertion and scored 1.0
+    ({"name": "s", "defualts": {"assert": [{"type": "contains", "value": "x"}]}, "cases": [{"id": "a"}]},
+     r"s.yaml: unknown key\(s\) defualts"),
+    ({"name": "s", "defaults": {"asserts": []}, "cases": [{"id": "a"}]}, r"s.yaml: defaults: unknown key\(s\) asserts"),
+    ({"name": "s", "cases": [{"id": "a"}]}, "case 'a': no assertions"),
+    ({"name": "s", "defaults": [], "cases": [{"id": "a"}]}, "defaults: must be a mapping, not list"),
+    ({"name": "s", "cases": [{"id": "a", "vars": ["q"], "assert": [{"type": "is-json"}]}]}, "case 'a': vars: must be a mapping"),
+    ({"name": "s", "cases": [{"id": "a", "assert": {"type": "is-json"}}]}, "case 'a': assert: must be a list of assertions"),
+    ({"name": "s", "cases": [{"id": "a", "assert": ["is-json"]}]}, "case 'a': assert: must be a list of assertions"),
+])
+def test_a_suite_that_would_test_less_than_it_says_is_refused_by_name(suite, named):
+    with pytest.raises(SuiteError, match=named):
+        parse_suite(suite, "s.yaml")
 
 
 def test_promptfoo_example_imports():

@@ -75,3 +75,18 @@ def test_a_typo_in_a_drill_file_names_the_file_and_the_key(tmp_path: Path) -> No
     bad.write_text(text.replace("\nslos:", "\nsloz:").replace("\nslo:", "\nsloz:"))
     with pytest.raises(Exception, match=r"typo\.yaml.*sloz|sloz.*typo\.yaml"):
         load_experiment(bad)
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"prompt": "p", "action": "move-label", "version": 3}, "needs both `label` and `version`"),
+    ({"prompt": "p", "action": "move-label", "label": "candidate"}, "needs both `label` and `version`"),
+    ({"prompt": "p", "action": "move-label", "label": "candidate", "version": -1}, "version"),
+    ({"prompt": " ", "template": "t"}, "a prompt name is required"),
+    ({"prompt": "p", "lable": "candidate", "template": "t"}, "lable"),
+])
+def test_a_prompt_change_that_would_do_nothing_is_refused(change: dict, named: str) -> None:
+    from flows.prompt_regression import PromptChange
+
+    with pytest.raises(ValidationError, match=named):
+        PromptChange.model_validate(change)
+    assert PromptChange(prompt="p", action="move-label", label="candidate", version=3).version == 3

@@ -59,3 +59,9 @@ def test_run_batches_in_process_keeps_order() -> None:
 
     assert run_batches(work, [(3,), (1,), (2,)], submit=False) == [9, 1, 4]
     assert calls == [3, 1, 2]
+
+
+def test_a_dask_address_without_kind_dask_is_refused_not_ignored() -> None:
+    with pytest.raises(ValidationError, match="set kind: dask"):
+        TaskRunnerSettings(dask_address="tcp://127.0.0.1:8786")
+    assert TaskRunnerSettings(kind="dask", dask_address="127.0.0.1:8786").dask_address == "tcp://127.0.0.1:8786"

@@ -73,3 +73,9 @@ def test_a_schedule_edited_away_from_the_policy_is_named_and_its_windows_checked
     too_slow = policy_interval_drift(policy, "platform", timedelta(minutes=20))
     assert too_slow is not None and too_slow.startswith("monitoring-policy/platform: schedule_interval_s is 300 s")
     assert "thresholds[0].window_minutes: 15 min is shorter than the monitor's schedule interval (1200 s)" in too_slow
+
+
+def test_an_error_rate_limit_given_in_percent_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"thresholds\[0\]\.above: 50: error_rate is a fraction"):
+        check_thresholds([Threshold(metric="error_rate", above=50)], 300, "policy")
+    check_thresholds([Threshold(metric="error_rate", above=0.5), Threshold(metric="latency_ms", above=500)], 300, "policy")
