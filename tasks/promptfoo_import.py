@@ -5,9 +5,11 @@ Understood: `prompts` (strings, `file://` paths relative to the config, `{raw|id
 `providers` of the OpenAI-compatible kind (`openai:chat:<model>`, `openai:<model>`, with
 `config.apiBaseUrl`, `apiKey`, `temperature`, `max_tokens`, `top_p`, `seed`, `stop`),
 `defaultTest` and `tests` with `vars`, `assert` (type, value, threshold, weight, `not-` types)
-and `threshold`. Anything else that would change results — an assertion type, a provider kind,
-tests from a file, a test option such as `transform`, a list-valued var — is reported by name; by default the import then fails, so nothing is
-silently dropped.
+and `threshold`. Anything else that would change results is reported by name — an assertion type
+or key (`transform`, a grading `provider`, `metric`), a provider kind or config key
+(`response_format`, `headers` ...), a top-level key (`scenarios` ...), tests or vars from a file,
+a test option, a list-valued var — and by default the import then fails, so nothing is silently
+dropped. A config of the wrong shape is an error naming the file and the key.
 """
 
 from __future__ import annotations
@@ -60,16 +62,32 @@ def _prompt(entry: Any, base: Path, i: int, source: str) -> ImportedPrompt:
     return ImportedPrompt(label=label or f"prompt-{i + 1}", template=entry)
 
 
+# Provider config keys the import carries over (as endpoint or model parameters); any other
+# (response_format, headers, max_completion_tokens, apiKeyEnvar ...) would change the calls.
+PROVIDER_CONFIG_KEYS = frozenset({"apiBaseUrl", "apiHost", "apiKey", *PARAM_KEYS})
+ASSERTION_KEYS = frozenset({"type", "value", "threshold", "weight"})
+TOP_LEVEL_KEYS = frozenset({"description", "prompts", "providers", "tests", "defaultTest", "outputPath",
+                            "sharing", "evaluateOptions", "env"})  # the last four change no answer or score
+
+
 def _provider(entry: Any, i: int, unsupported: list[str]) -> ImportedProvider | None:
     config: dict[str, Any] = {}
     if isinstance(entry, dict):
         config = entry.get("config") or {}
+        for key in sorted(set(entry) - {"id", "config", "label"}):
+            unsupported.append(f"providers[{i}].{key}")
         entry = entry.get("id")
+    if not isinstance(config, dict):
+        unsupported.append(f"providers[{i}].config: not a mapping")
+        config = {}
     pid = str(entry)
     parts = pid.split(":")
-    if parts[0] != "openai" or len(parts) < 2 or (len(parts) == 3 and parts[1] != "chat") or len(parts) > 3:
+    if (parts[0] != "openai" or len(parts) < 2 or (len(parts) == 3 and parts[1] != "chat") or len(parts) > 3
+            or not parts[-1] or pid in ("openai:chat", "openai:completion")):
         unsupported.append(f"providers[{i}]: provider {pid!r} (only openai:chat:<model> / openai:<model>)")
         return None
+    for key in sorted(set(config) - PROVIDER_CONFIG_KEYS):
+        unsupported.append(f"providers[{i}].config.{key}")
     return ImportedProvider(
         id=pid, model=parts[-1], base_url=config.get("apiBaseUrl") or config.get("apiHost"),
         api_key=config.get("apiKey"), params={v: config[k] for k, v in PARAM_KEYS.items() if k in config},
@@ -77,12 +95,19 @@ def _provider(entry: Any, i: int, unsupported: list[str]) -> ImportedProvider | 
 
 
 def _assertions(asserts: list[Any], where: str, unsupported: list[str], keep_going: bool) -> list[dict[str, Any]]:
-    kept = []
-    for j, a in enumerate(asserts or []):
+    kept: list[dict[str, Any]] = []
+    if not isinstance(asserts, list):
+        unsupported.append(f"{where} assert: not a list of assertions")
+        return kept
+    for j, a in enumerate(asserts):
         kind = str(a.get("type", "")) if isinstance(a, dict) else ""
         base = kind[4:] if kind.startswith("not-") else kind
         if base not in ASSERTION_TYPES or base in {"length"}:
             unsupported.append(f"{where} assert[{j}]: assertion type {kind!r}")
+            continue
+        extra = sorted(set(a) - ASSERTION_KEYS)  # transform, provider (the grader), metric ... change the verdict
+        if extra:
+            unsupported.extend(f"{where} assert[{j}].{key}" for key in extra)
             continue
         kept.append({k: a[k] for k in ("type", "value", "threshold", "weight") if k in a})
     return kept
@@ -99,7 +124,11 @@ def _options_and_vars(test: dict[str, Any], where: str, unsupported: list[str]) 
     options = test.get("options") or {}
     for key in sorted(set(options) - HARMLESS_OPTIONS if isinstance(options, dict) else {"<not a mapping>"}):
         unsupported.append(f"{where}.options.{key}")
-    for name, value in (test.get("vars") or {}).items():
+    variables = test.get("vars") or {}
+    if not isinstance(variables, dict):
+        unsupported.append(f"{where}.vars: {str(variables)[:60]!r} (vars from a file)")
+        return
+    for name, value in variables.items():
         if isinstance(value, list):
             unsupported.append(f"{where}.vars.{name}: a list of values (one case per value)")
 
@@ -112,9 +141,13 @@ def import_promptfoo(path: str | Path, *, skip_unsupported: bool = False) -> Pro
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise SuiteError(f"promptfoo config {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise SuiteError(f"{source}: not valid YAML: {exc}") from None
+    except IsADirectoryError:
+        raise SuiteError(f"promptfoo config {path} is a directory; give the config file") from None
     if not isinstance(data, dict):
         raise SuiteError(f"{source}: a promptfoo config is a mapping")
-    unsupported: list[str] = []
+    unsupported: list[str] = [f"{key}" for key in sorted(set(map(str, data)) - TOP_LEVEL_KEYS)]  # scenarios, ...
     prompts_raw = data.get("prompts") or []
     prompts_raw = [prompts_raw] if isinstance(prompts_raw, str) else prompts_raw
     prompts = [_prompt(p, path.parent, i, source) for i, p in enumerate(prompts_raw)]
@@ -127,14 +160,23 @@ def import_promptfoo(path: str | Path, *, skip_unsupported: bool = False) -> Pro
     if isinstance(tests, str):
         unsupported.append(f"tests: loading tests from {tests!r}")
         tests = []
+    if not isinstance(tests, list):
+        raise SuiteError(f"{source}: tests: must be a list of tests, not {type(tests).__name__}")
+    for i, t in enumerate(tests):
+        if not isinstance(t, dict):
+            unsupported.append(f"tests[{i}]: {str(t)[:60]!r} (tests from a file or a glob)")
+    tests = [t for t in tests if isinstance(t, dict)]
     default = data.get("defaultTest") or {}
+    if not isinstance(default, dict):
+        raise SuiteError(f"{source}: defaultTest: must be a mapping, not {type(default).__name__}")
     for key in sorted(set(default) - {"vars", "assert", "threshold", "description", "options"}):
         unsupported.append(f"defaultTest.{key}")
     _options_and_vars(default, f"{source}: defaultTest", unsupported)
     cases = []
     for i, t in enumerate(tests):
         where = f"{source}: tests[{i}]"
-        case: dict[str, Any] = {"id": str(t.get("description") or f"test-{i + 1}"), "vars": t.get("vars") or {}}
+        variables = t.get("vars") if isinstance(t.get("vars"), dict) else {}
+        case: dict[str, Any] = {"id": str(t.get("description") or f"test-{i + 1}"), "vars": variables}
         case["assert"] = _assertions(t.get("assert") or [], where, unsupported, skip_unsupported)
         if "threshold" in t:
             case["threshold"] = t["threshold"]
@@ -144,7 +186,7 @@ def import_promptfoo(path: str | Path, *, skip_unsupported: bool = False) -> Pro
         cases.append(case)
     suite_data = {
         "name": str(data.get("description") or path.stem),
-        "defaults": {"vars": default.get("vars") or {},
+        "defaults": {"vars": default.get("vars") if isinstance(default.get("vars"), dict) else {},
                      "assert": _assertions(default.get("assert") or [], f"{source}: defaultTest", unsupported,
                                            skip_unsupported)},
         "cases": cases,

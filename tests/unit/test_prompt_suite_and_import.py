@@ -109,3 +109,40 @@ def test_promptfoo_options_and_list_vars_that_change_results_are_named(tmp_path)
     message = str(info.value)
     assert "defaultTest.options.transform" in message and "tests[0].options.prefix" in message
     assert "tests[0].vars.x: a list of values" in message and "runSerially" not in message
+
+
+PROMPTFOO_BASE = {"prompts": ["Q: {{q}}"], "providers": ["openai:chat:smollm2"],
+                  "tests": [{"vars": {"q": "x"}, "assert": [{"type": "contains", "value": "x"}]}]}
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"scenarios": [{"config": []}]}, "scenarios"),
+    ({"tests": [{"vars": {"q": "x"}, "assert": [{"type": "contains", "value": "x", "transform": "output.trim()"}]}]},
+     r"tests\[0\] assert\[0\]\.transform"),
+    ({"tests": [{"vars": {"q": "x"}, "assert": [{"type": "llm-rubric", "value": "ok", "provider": "openai:gpt-4"}]}]},
+     r"assert\[0\]\.provider"),
+    ({"providers": [{"id": "openai:chat:m", "config": {"response_format": {"type": "json_object"}}}]},
+     r"providers\[0\]\.config\.response_format"),
+    ({"providers": ["openai:chat"]}, r"provider 'openai:chat'"),
+    ({"tests": ["file://tests1.yaml"]}, r"tests\[0\]: 'file://tests1.yaml'"),
+    ({"tests": [{"vars": "file://vars.csv", "assert": [{"type": "contains", "value": "x"}]}]}, r"tests\[0\]\.vars"),
+])
+def test_promptfoo_parts_that_would_change_results_are_named_not_dropped(tmp_path, change: dict, named: str) -> None:
+    path = tmp_path / "promptfooconfig.yaml"
+    path.write_text(yaml.safe_dump({**PROMPTFOO_BASE, **change}))
+    with pytest.raises(SuiteError, match=f"unsupported by the importer: .*{named}"):
+        import_promptfoo(path)
+
+
+@pytest.mark.parametrize(("text", "named"), [
+    ("prompts: [a\n  b: [", "not valid YAML"),
+    ("prompts: [a]\ntests: {q: 1}\n", "tests: must be a list of tests, not dict"),
+    ("prompts: [a]\ndefaultTest: [{vars: {q: 1}}]\n", "defaultTest: must be a mapping, not list"),
+])
+def test_promptfoo_configs_of_the_wrong_shape_are_errors_naming_the_file(tmp_path, text: str, named: str) -> None:
+    path = tmp_path / "promptfooconfig.yaml"
+    path.write_text(text)
+    with pytest.raises(SuiteError, match=f"promptfooconfig.yaml: {named}"):
+        import_promptfoo(path)
+    with pytest.raises(SuiteError, match="is a directory"):
+        import_promptfoo(tmp_path)
