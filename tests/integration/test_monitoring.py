@@ -11,7 +11,6 @@ import httpx
 import pytest
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import get_client
-from prefect.events import emit_event
 from prometheus_client.parser import text_string_to_metric_families
 
 from blocks import MonitoringPolicy, StorageTarget
@@ -68,16 +67,21 @@ def test_monitor_records_history_and_serves_every_family_on_metrics(platform: Pl
     registry = _prompt(prompt, {"temperature": 0, "max_tokens": 8})
     # The regression flow records its outcome like this (tasks/prompt_regression.record_runs).
     registry.record_run(prompt, 1, "test-run", True, {"pass_rate": 0.75, "error_rate": 0.0, "p95_latency_ms": 900.0})
-    # Pipelines announce their outcome as events; the monitor reads them back. The backup event
-    # comes from the backup flow's own emitter, the drill event has flows/failover_drill.py's shape
-    # (a real drill takes minutes; test_failover_drills.py runs those).
+    # Pipelines announce their outcome as events; the monitor reads them back. Each comes from its
+    # flow's own emitter, so a change of payload shape breaks this test too (the drill's journal is
+    # built here: a real drill takes minutes, and test_failover_drills.py runs those).
     from flows.backup import _emit
+    from flows.failover_drill import emit_drill_event
     from flows.replication import replication_status
+    from tasks.drill_journal import DrillJournal
+    from tasks.drill_measurements import Measurements
 
     _emit(True, "backup", "region-b/backups", {"files": 3, "bytes": 1234})
-    emit_event(event="llm-resilience.drill.passed",
-               resource={"prefect.resource.id": "llm-resilience.drill.monitor-test", "prefect.resource.name": "monitor-test"},
-               payload={"reasons": [], "measurements": {"detect_ms": 800.0, "failover_ms": 1200.0, "failed": 0}})
+    journal = DrillJournal(experiment={"name": "monitor-test"}, run="monitor-test-run", started_at=started, status="passed")
+    journal.measurements = Measurements(detect_ms=800.0, detect_source="gateway runtime API", failover_ms=1200.0,
+                                        recover_ms=5000.0, requests=20, failed=0, failed_per_1000=0.0, skipped_ticks=0,
+                                        lost_turns=0, acknowledged_turns=20, phases={})
+    emit_drill_event("monitor-test", journal, links={})
     replication_status()
     for name, resource in [("llm-resilience.backup.completed", "llm-resilience.backup.backup"),
                            ("llm-resilience.drill.passed", "llm-resilience.drill.monitor-test"),
