@@ -8,7 +8,12 @@ midway. A ``hold_when`` predicate holds every matching request unanswered until 
 ``ignore_part_number`` drops ``partNumber`` from forwarded queries, as S3-compatible stores that
 do not support part lookups do: a HEAD for part 1 then describes the whole object.
 ``corrupt_when`` flips one byte in the middle of every matching answer's body (a bit error on
-the wire that TCP did not catch), for checks of what a client does with bytes that changed.
+the wire that TCP did not catch), for checks of what a client does with bytes that changed;
+``corrupt_request_when`` does the same to a matching request's body on its way to the store.
+``reset_when`` closes matching requests' connections without an answer; ``not_implemented_when``
+answers them 501 NotImplemented, as stores without a feature (object tagging ...) do.
+Every request is recorded in ``exchanges`` (method, path with query, headers, status, and the
+answer's body for requests other than GET), so tests can read what went over the wire.
 Runs its own event loop in a thread; ``stop()`` closes it.
 """
 
@@ -19,6 +24,7 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import aiohttp
 import yarl
@@ -36,12 +42,41 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
               "content-length"}
 
 
+NOT_IMPLEMENTED = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code>'
+    b"<Message>A header or query you provided implies functionality that is not implemented.</Message></Error>"
+)
+
+
+@dataclass
+class Exchange:
+    """One request as the proxy saw it, and what it answered."""
+
+    method: str
+    path: str  # with the query string, as sent
+    headers: dict[str, str]
+    status: int = 0
+    body: bytes = field(default=b"", repr=False)  # the answer, for requests other than GET
+
+    def query(self) -> dict[str, str]:
+        _, _, qs = self.path.partition("?")
+        return dict(p.split("=", 1) if "=" in p else (p, "") for p in qs.split("&") if p)
+
+
+Predicate = Callable[[web.Request], bool]
+
+
 class FaultProxy:
     def __init__(self, upstream: str, *, fault_rate: float = 0.0, seed: int = 7,
-                 fail_when: Callable[[web.Request], bool] | None = None, deny_access_key: str | None = None,
-                 hold_when: Callable[[web.Request], bool] | None = None, ignore_part_number: bool = False,
-                 corrupt_when: Callable[[web.Request], bool] | None = None) -> None:
+                 fail_when: Predicate | None = None, deny_access_key: str | None = None,
+                 hold_when: Predicate | None = None, ignore_part_number: bool = False,
+                 corrupt_when: Predicate | None = None, corrupt_request_when: Predicate | None = None,
+                 reset_when: Predicate | None = None, not_implemented_when: Predicate | None = None) -> None:
         self.upstream = upstream.rstrip("/")
+        self.corrupt_request_when = corrupt_request_when
+        self.reset_when = reset_when
+        self.not_implemented_when = not_implemented_when
+        self.exchanges: list[Exchange] = []
         self.ignore_part_number = ignore_part_number
         self.corrupt_when = corrupt_when
         self.hold_when = hold_when
@@ -104,6 +139,15 @@ class FaultProxy:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        exchange = Exchange(request.method, request.raw_path, dict(request.headers))
+        self.exchanges.append(exchange)
+        response = await self._answer(request)
+        exchange.status = response.status
+        if request.method != "GET" and isinstance(response, web.Response) and response.body is not None:
+            exchange.body = bytes(response.body)[:4096]  # type: ignore[arg-type]
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         self.counts["requests"] += 1
         if self.deny_access_key and f"Credential={self.deny_access_key}/" in request.headers.get("Authorization", ""):
             await request.read()
@@ -119,6 +163,16 @@ class FaultProxy:
             await request.read()
             self.counts["forced_500"] += 1
             return web.Response(status=500, body=INTERNAL, content_type="application/xml")
+        if self.reset_when is not None and self.reset_when(request):
+            await request.read()
+            self.counts["forced_reset"] += 1
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)
+        if self.not_implemented_when is not None and self.not_implemented_when(request):
+            await request.read()
+            self.counts["not_implemented"] += 1
+            return web.Response(status=501, body=NOT_IMPLEMENTED, content_type="application/xml")
         roll = self._random.random()
         if roll < self.fault_rate:
             kind = self._random.choice(("slowdown", "internal", "reset"))
@@ -133,6 +187,11 @@ class FaultProxy:
                 transport.abort()  # connection reset: no answer at all
             return web.Response(status=500)
         body = await request.read()
+        if body and self.corrupt_request_when is not None and self.corrupt_request_when(request):
+            flipped = bytearray(body)
+            flipped[len(flipped) // 2] ^= 0xFF
+            body = bytes(flipped)
+            self.counts["request_corrupted"] += 1
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         headers["Host"] = request.headers.get("Host", "")
         path = request.raw_path

@@ -22,6 +22,7 @@ from tasks.adaptive_concurrency import AdaptiveLimiter, WireStats
 from tasks.replication import load_location
 from tasks.replication_copy import CopySettings, ObjectCopier
 from tasks.replication_plan import ObjectInfo
+from tests.fault_proxy import FaultProxy
 
 MIB = 1024 * 1024
 PARTED = bytes(range(256)) * (44 * 1024) + b"tail"  # 11 MiB + 4 bytes, written in 5 MiB parts
@@ -46,6 +47,16 @@ def save_target(settings: PlatformSettings, name: str, bucket: str, prefix: str,
     )
     target.save(name, overwrite=True)
     return target
+
+
+def through_proxy(pair: Pair, side: str, proxy: FaultProxy) -> str:
+    """A block naming the same bucket and prefix as ``pair``'s ``side`` ("source" or
+    "destination"), reached through ``proxy``: faults happen on the wire, not in the client."""
+    settings = pair.settings
+    region = settings.region_a if side == "source" else settings.region_b
+    name = f"{getattr(pair, side)}-via-proxy"
+    save_target(settings, name, region.bucket, pair.prefix, proxy.url)
+    return name
 
 
 @dataclass
@@ -138,10 +149,12 @@ def put_parted(client: Any, bucket: str, key: str, data: bytes = PARTED) -> str:
     return done["ETag"].strip('"')
 
 
-def copier_for(pair: Pair, resume_dir: Path, *, multipart_threshold: int = 64 * MIB) -> tuple[ObjectCopier, WireStats, list[str]]:
-    """An ObjectCopier for ``pair``, and the list of source GETs it makes."""
+def copier_for(pair: Pair, resume_dir: Path, *, multipart_threshold: int = 64 * MIB, source: str | None = None,
+               destination: str | None = None) -> tuple[ObjectCopier, WireStats, list[str]]:
+    """An ObjectCopier for ``pair`` (or the blocks ``source`` / ``destination``, e.g. the same
+    buckets through a FaultProxy), and the list of source GETs it makes."""
     stats = WireStats(limiter=AdaptiveLimiter(4))
-    copier = ObjectCopier(load_location(pair.source), load_location(pair.destination),
+    copier = ObjectCopier(load_location(source or pair.source), load_location(destination or pair.destination),
                           CopySettings(multipart_threshold=multipart_threshold, resume_dir=resume_dir), stats)
     gets: list[str] = []
     copier.src.meta.events.register("before-call.s3.GetObject", lambda params, **_: gets.append(params["url_path"]))

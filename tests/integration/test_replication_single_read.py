@@ -4,17 +4,15 @@ the way, its MD5 recorded as a tag (real moto endpoints, real botocore)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
-import tasks.replication_copy as replication_copy
 from deployments.settings import PlatformSettings
 from tasks.replication import load_location
 from tasks.replication_plan import plan_replication
 from tasks.s3_listing import list_location, read_metadata
-from tests.replication_helpers import PARTED, copier_for, make_pair, md5, put_parted, source_info
+from tests.fault_proxy import FaultProxy
+from tests.replication_helpers import PARTED, copier_for, make_pair, md5, put_parted, source_info, through_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -54,63 +52,47 @@ def test_a_source_written_in_parts_is_read_once_and_a_rewritten_copy_is_caught(p
     assert [o.key for o in plan().copy] == ["parted.bin"]
 
 
-class FlipOneByte:
-    """The source's socket, with one byte of the last part changed on the way."""
-
-    def __init__(self, stream: Any, at: int) -> None:
-        self.stream, self.at, self.pos = stream, at, 0
-
-    def read(self, n: int = -1) -> bytes:
-        chunk = bytearray(self.stream.read(n))
-        if self.pos <= self.at < self.pos + len(chunk):
-            chunk[self.at - self.pos] ^= 0xFF
-        self.pos += len(chunk)
-        return bytes(chunk)
-
-
-def test_a_source_read_that_does_not_verify_never_becomes_visible(platform: PlatformSettings, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_source_read_that_does_not_verify_never_becomes_visible(platform: PlatformSettings, tmp_path: Path) -> None:
+    """One byte of every answer to the source GET changes on the wire (a FaultProxy in front of
+    the source): the read no longer rebuilds the source's ETag, so the PUT is cut short."""
     pair = make_pair(platform, "badread")
-    put_parted(pair.a, platform.region_a.bucket, f"{pair.prefix}/parted.bin")
-    monkeypatch.setattr(replication_copy, "socket_stream", lambda body: FlipOneByte(body, len(PARTED) - 100))
-    copier, stats, gets = copier_for(pair, tmp_path / "uploads")
-    copier.settings.object_attempts = 2
+    key = f"{pair.prefix}/parted.bin"
+    put_parted(pair.a, platform.region_a.bucket, key)
+    proxy = FaultProxy(platform.url(platform.region_a.s3_port),
+                       corrupt_when=lambda r: r.method == "GET" and r.path.endswith(f"/{key}")).start()
     try:
-        outcome = copier.copy(source_info(pair, "parted.bin"), stats)
+        copier, stats, gets = copier_for(pair, tmp_path / "uploads", source=through_proxy(pair, "source", proxy))
+        copier.settings.object_attempts = 2
+        try:
+            outcome = copier.copy(source_info(pair, "parted.bin"), stats)
+        finally:
+            copier.close()
     finally:
-        copier.close()
+        proxy.stop()
     assert outcome.status == "failed" and outcome.attempts == 2
     assert "do not match its multipart ETag" in (outcome.error or "")
-    assert len(gets) == 2  # one read per attempt
+    assert len(gets) == 2 and proxy.counts["corrupted"] == 2  # one read per attempt, each changed on the wire
     listed = pair.b.list_objects_v2(Bucket=platform.region_b.bucket, Prefix=pair.prefix)
     assert listed.get("KeyCount", 0) == 0  # the PUT was cut short before its last block: nothing stored
 
 
-class NoTagging:
-    """A destination client whose store refuses object tagging (as some S3-compatible stores do)."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def put_object_tagging(self, **kwargs: Any) -> dict:
-        raise ClientError({"Error": {"Code": "NotImplemented", "Message": "tagging is not supported"}}, "PutObjectTagging")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-
 def test_a_destination_without_tagging_gets_the_md5_in_metadata_after_a_second_read(platform: PlatformSettings, tmp_path: Path) -> None:
+    """The destination answers object tagging with 501 NotImplemented, as some S3-compatible stores do."""
     pair = make_pair(platform, "notags")
     for name in ("one.bin", "two.bin"):
         put_parted(pair.a, platform.region_a.bucket, f"{pair.prefix}/{name}")
-    copier, stats, gets = copier_for(pair, tmp_path / "uploads")
-    copier.dst = NoTagging(copier.dst)
+    proxy = FaultProxy(platform.url(platform.region_b.s3_port),
+                       not_implemented_when=lambda r: r.method == "PUT" and "tagging" in r.query).start()
     try:
-        outcomes = [copier.copy(source_info(pair, name), stats) for name in ("one.bin", "two.bin")]
+        copier, stats, gets = copier_for(pair, tmp_path / "uploads", destination=through_proxy(pair, "destination", proxy))
+        try:
+            outcomes = [copier.copy(source_info(pair, name), stats) for name in ("one.bin", "two.bin")]
+        finally:
+            copier.close()
     finally:
-        copier.close()
+        proxy.stop()
     assert [o.status for o in outcomes] == ["copied", "copied"], [o.error for o in outcomes]
-    assert copier.tagging is False
+    assert copier.tagging is False and proxy.counts["not_implemented"] == 1  # asked once, then never again
     assert len(gets) == 5  # one.bin: streamed, refused a tag, then hashed + streamed again; two.bin: hashed + streamed
     for name in ("one.bin", "two.bin"):
         meta = pair.b.head_object(Bucket=platform.region_b.bucket, Key=f"{pair.prefix}/{name}")["Metadata"]

@@ -6,8 +6,10 @@ endpoints, real botocore)."""
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -16,7 +18,8 @@ from deployments.settings import PlatformSettings
 from tasks.replication import load_location
 from tasks.replication_plan import plan_replication
 from tasks.s3_listing import list_location, read_metadata
-from tests.replication_helpers import MIB, PARTED, copier_for, make_pair, put_parted, source_info
+from tests.fault_proxy import FaultProxy
+from tests.replication_helpers import MIB, PARTED, copier_for, make_pair, put_parted, source_info, through_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -24,44 +27,49 @@ THRESHOLD = 8 * MIB  # PARTED (11 MiB in 5 MiB parts) is above it
 
 
 class PartsWire:
-    """The destination client, recording each UploadPart (part number, whether it carried a
-    Content-MD5) and each completed upload; ``flip`` changes one byte of those parts' bodies on
-    their first upload, ``refuse`` fails those parts' uploads with a connection reset."""
+    """The destination as the wire saw it, through a FaultProxy in front of its store: each
+    UploadPart (part number, whether it carried a Content-MD5), each upload created and completed.
+    ``flip`` changes one byte of those parts' bodies on their first upload, on the way to the
+    store; ``refuse`` resets the connection of those parts' uploads."""
 
-    def __init__(self, client: Any, *, flip: set[int] = frozenset(), refuse: set[int] = frozenset()) -> None:
-        self._client = client
-        self.flip, self.refuse = set(flip), set(refuse)
-        self.uploads: list[tuple[int, bool]] = []
-        self.created: list[str] = []
-        self.completed: list[str] = []
+    def __init__(self, platform: PlatformSettings, *, flip: set[int] = frozenset(), refuse: set[int] = frozenset()) -> None:
+        pending_flips = set(flip)
 
-    def create_multipart_upload(self, **kwargs: Any) -> dict:
-        out = self._client.create_multipart_upload(**kwargs)
-        self.created.append(out["UploadId"])
-        return out
+        def flip_once(request: Any) -> bool:
+            number = int(request.query.get("partNumber", 0))
+            if request.method == "PUT" and number in pending_flips:
+                pending_flips.discard(number)
+                return True
+            return False
 
-    def upload_part(self, **kwargs: Any) -> dict:
-        number = kwargs["PartNumber"]
-        self.uploads.append((number, "ContentMD5" in kwargs))
-        if number in self.refuse:
-            raise ConnectionResetError(f"part {number}: connection reset")
-        if number in self.flip:
-            self.flip.discard(number)
-            body = bytearray(kwargs["Body"].read())
-            body[len(body) // 2] ^= 0xFF
-            kwargs["Body"] = bytes(body)
-        return self._client.upload_part(**kwargs)
+        self.refuse = set(refuse)
 
-    def complete_multipart_upload(self, **kwargs: Any) -> dict:
-        self.completed.append(kwargs["UploadId"])
-        return self._client.complete_multipart_upload(**kwargs)
+        def refused(request: Any) -> bool:
+            return request.method == "PUT" and int(request.query.get("partNumber", 0)) in self.refuse
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+        self.proxy = FaultProxy(platform.url(platform.region_b.s3_port), corrupt_request_when=flip_once, reset_when=refused)
+
+    @property
+    def uploads(self) -> list[tuple[int, bool]]:
+        return self.uploads_since(0)
+
+    def uploads_since(self, mark: int) -> list[tuple[int, bool]]:
+        return [(int(e.query()["partNumber"]), "Content-MD5" in e.headers)
+                for e in self.proxy.exchanges[mark:] if e.method == "PUT" and "partNumber" in e.query() and e.status == 200]
+
+    @property
+    def created(self) -> list[str]:
+        return [re.search(rb"<UploadId>([^<]+)</UploadId>", e.body).group(1).decode()  # type: ignore[union-attr]
+                for e in self.proxy.exchanges if e.method == "POST" and "uploads" in e.query() and e.status == 200]
+
+    @property
+    def completed(self) -> list[str]:
+        return [unquote(e.query()["uploadId"]) for e in self.proxy.exchanges
+                if e.method == "POST" and "uploadId" in e.query() and e.status == 200]
 
 
 class CountingMd5:
-    """hashlib for the copier's module, counting MD5 objects made over data."""
+    """A spy, not a stand-in: the real hashlib for the copier's module, counting the MD5 objects it makes."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -79,17 +87,26 @@ def no_uploads_left(pair: Any) -> bool:
     return not listed.get("Uploads")
 
 
-def copy_once(pair: Any, resume_dir: Path, *, attempts: int | None = None, **faults: set[int]) -> tuple[Any, PartsWire, list[str]]:
-    """One copy of ``parted.bin`` by a fresh copier whose destination goes through PartsWire:
-    the outcome, the wire's record, the source GETs."""
-    copier, stats, gets = copier_for(pair, resume_dir, multipart_threshold=THRESHOLD)
-    copier.dst = wire = PartsWire(copier.dst, **faults)
-    if attempts is not None:
-        copier.settings.object_attempts = attempts
+def copy_once(pair: Any, resume_dir: Path, *, attempts: int | None = None, wire: PartsWire | None = None,
+              **faults: set[int]) -> tuple[Any, PartsWire, list[str]]:
+    """One copy of ``parted.bin`` by a fresh copier whose destination is reached through
+    PartsWire's proxy: the outcome, the wire's record, the source GETs."""
+    own = wire is None
+    wire = wire or PartsWire(pair.settings, **faults)
+    if own:
+        wire.proxy.start()
     try:
-        return copier.copy(source_info(pair, "parted.bin"), stats), wire, gets
+        copier, stats, gets = copier_for(pair, resume_dir, multipart_threshold=THRESHOLD,
+                                         destination=through_proxy(pair, "destination", wire.proxy))
+        if attempts is not None:
+            copier.settings.object_attempts = attempts
+        try:
+            return copier.copy(source_info(pair, "parted.bin"), stats), wire, gets
+        finally:
+            copier.close()
     finally:
-        copier.close()
+        if own:
+            wire.proxy.stop()
 
 
 def test_a_source_written_in_parts_is_copied_in_its_own_parts_and_checked_by_the_stores(
@@ -138,13 +155,21 @@ def test_a_part_changed_on_the_way_to_the_destination_is_never_completed(platfor
 def test_an_interrupted_copy_in_the_sources_parts_resumes_from_its_parts(platform: PlatformSettings, tmp_path: Path) -> None:
     pair = make_pair(platform, "ownresume")
     src_etag = put_parted(pair.a, platform.region_a.bucket, f"{pair.prefix}/parted.bin")
-    first, _, _ = copy_once(pair, tmp_path / "uploads", attempts=1, refuse={3})
-    assert first.status == "failed" and "connection reset" in (first.error or "")
-    assert len(list((tmp_path / "uploads").glob("*.json"))) == 1  # parts 1 and 2 recorded
+    wire = PartsWire(platform, refuse={3})  # one proxy for both runs: the same destination endpoint
+    wire.proxy.start()
+    try:
+        first, _, _ = copy_once(pair, tmp_path / "uploads", attempts=1, wire=wire)
+        assert first.status == "failed" and first.error, first  # part 3's connection reset on every attempt
+        assert wire.proxy.counts["forced_reset"] >= 1
+        assert len(list((tmp_path / "uploads").glob("*.json"))) == 1  # parts 1 and 2 recorded
 
-    second, wire, _ = copy_once(pair, tmp_path / "uploads")
+        wire.refuse.clear()
+        mark = len(wire.proxy.exchanges)
+        second, _, _ = copy_once(pair, tmp_path / "uploads", wire=wire)
+    finally:
+        wire.proxy.stop()
     assert second.status == "copied" and second.parts_resumed == 2, second.error
-    assert wire.uploads == [(3, False)]  # only the missing part; the ETag check covers the resumed ones
+    assert wire.uploads_since(mark) == [(3, False)]  # only the missing part; the ETag check covers the resumed ones
     head = pair.b.head_object(Bucket=platform.region_b.bucket, Key=f"{pair.prefix}/parted.bin")
     assert head["ETag"].strip('"') == src_etag
     assert pair.b.get_object(Bucket=platform.region_b.bucket, Key=f"{pair.prefix}/parted.bin")["Body"].read() == PARTED
