@@ -46,7 +46,7 @@ def test_backup_deployment_runs_through_worker_and_emits_events(deployed: Platfo
     assert len(done[0]["payload"]["snapshot_id"]) == 64
 
     with pytest.raises(Exception, match="bk-no-such-block"):
-        backup(BackupParams(repository=RepositoryRef(block="bk-no-such-block"), sources=[], session_stores=[]))
+        backup(BackupParams(repository=RepositoryRef(block="bk-no-such-block"), sources=[f"bk-dep-{tag}"], session_stores=[]))
     failed = wait_for_events(deployed, event="llm-resilience.backup.failed", resource_id="llm-resilience.backup.backup", since=started)
     assert failed and "bk-no-such-block" in failed[0]["payload"]["error"]
 
