@@ -49,15 +49,16 @@ class StorageTarget(Block):
         'bucket', '') would be read as a path relative to the worker's directory: a backup of
         it would find nothing there and store an empty copy without a word."""
         protocol, path = split_protocol(value)
+        path = path or ""
         if protocol is None:
             if not value.startswith("/"):
                 raise ValueError(f"url {value!r}: not a URL (s3://bucket/prefix, file:///abs/path) or an absolute path")
             protocol = "file"
         if protocol not in fsspec.available_protocols():
             raise ValueError(f"url {value!r}: unknown fsspec protocol {protocol!r}")
-        if protocol in S3_PROTOCOLS and (not (path or "").strip("/") or (path or "").startswith("/")):
+        if protocol in S3_PROTOCOLS and (not path.strip("/") or path.startswith("/")):
             raise ValueError(f"url {value!r}: an S3 URL needs a bucket, e.g. s3://my-bucket/prefix")
-        if protocol in ("file", "local") and not (path or "").startswith("/"):
+        if protocol in ("file", "local") and not path.startswith("/"):
             raise ValueError(f"url {value!r}: a file URL needs an absolute path, e.g. file:///srv/data")
         return value
 

@@ -152,13 +152,10 @@ def failover_on_primary_down(deployment_id, count: int = FAILOVER_DOWN_COUNT,  #
 def health_check_interval(client, now: datetime | None = None) -> timedelta:  # noqa: ANN001 - a SyncPrefectClient
     """How often the deployed health check runs now (its active schedules, as edited in the UI);
     prefect.yaml's interval while it is not deployed or has no active schedule."""
-    from prefect.exceptions import ObjectNotFound
-
-    try:
-        deployment = client.read_deployment_by_name(HEALTH_CHECK_DEPLOYMENT)
-    except ObjectNotFound:
+    deployment_id = _optional_deployment_id(client, HEALTH_CHECK_DEPLOYMENT)
+    if deployment_id is None:
         return HEALTH_CHECK_INTERVAL
-    return deployment_cadence(client, deployment.id, now) or HEALTH_CHECK_INTERVAL
+    return deployment_cadence(client, deployment_id, now) or HEALTH_CHECK_INTERVAL
 
 
 def deployment_cadence(client, deployment_id, now: datetime | None = None) -> timedelta | None:  # noqa: ANN001

@@ -158,21 +158,23 @@ def publish_report(report: HealthReport) -> None:
     )
 
 
+def _flow_run():  # noqa: ANN202 - a FlowRun, or None outside a flow run
+    try:
+        return get_run_context().flow_run
+    except Exception:  # noqa: BLE001 - called outside a flow run
+        return None
+
+
 def _deployment_id() -> str | None:
     """This run's own deployment (None when started from Python, or as a subflow of another
     deployment's run, whose schedule is not the health check's)."""
-    try:
-        deployment_id = get_run_context().flow_run.deployment_id
-    except Exception:  # noqa: BLE001 - called outside a flow run
-        return None
-    return str(deployment_id) if deployment_id else None
+    run = _flow_run()
+    return str(run.deployment_id) if run is not None and run.deployment_id else None
 
 
 def _run_id() -> str:
-    try:
-        return str(get_run_context().flow_run.id)
-    except Exception:  # noqa: BLE001 - called outside a flow run
-        return f"local-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}"
+    run = _flow_run()
+    return str(run.id) if run is not None else f"local-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}"
 
 
 def monitor(

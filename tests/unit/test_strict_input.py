@@ -35,8 +35,8 @@ def _input_models() -> dict[str, type[BaseModel]]:
     for info in pkgutil.iter_modules(flows.__path__, "flows."):
         for name, obj in vars(importlib.import_module(info.name)).items():
             if isinstance(obj, Flow):
+                hints = typing.get_type_hints(obj.fn)
                 for param, p in inspect.signature(obj.fn).parameters.items():
-                    hints = typing.get_type_hints(obj.fn)
                     todo += [(f"{obj.name}({param})", m) for m in _models(hints.get(param, p.annotation))]
     while todo:
         where, model = todo.pop()
