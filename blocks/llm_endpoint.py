@@ -36,6 +36,16 @@ class LLMEndpoint(Block):
             raise ValueError(f"base_url {value!r} names an operation: give the API root, e.g. http://host:8100/v1")
         return value.rstrip("/")
 
+    @field_validator("api_key")
+    @classmethod
+    def _blank_key_is_no_key(cls, value: SecretStr | None) -> SecretStr | None:
+        """A key pasted with a newline would break every request's headers, and a field cleared in
+        the UI saves as "", which must not send an empty ``Bearer`` token."""
+        if value is None:
+            return None
+        key = value.get_secret_value().strip()
+        return SecretStr(key) if key else None
+
     def _headers(self) -> dict[str, str]:
         if self.api_key is None:
             return {}

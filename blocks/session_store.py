@@ -36,6 +36,19 @@ class SessionStore(Block):
         query = {name.strip().lower() for name, _, _ in (pair.partition("=") for pair in urlsplit(value).query.split("&"))}
         if ":" in userinfo or "password" in query:  # redis-py also takes ?password=
             raise ValueError("url carries a password; put it in the password field so it stays secret")
+        # redis-py only parses these when it first connects, i.e. in the middle of a backup or drill.
+        parts = urlsplit(value)
+        try:
+            port = parts.port  # raises for a port outside 0-65535 or not a number
+        except ValueError as exc:
+            raise ValueError(f"url {value!r}: {exc}") from None
+        if port == 0:
+            raise ValueError(f"url {value!r}: port 0 cannot be connected to")
+        if not parts.hostname:
+            raise ValueError(f"url {value!r} names no host")
+        db = parts.path.strip("/")
+        if db and not db.isdigit():
+            raise ValueError(f"url {value!r}: database {db!r} is not a number")
         return value
 
     def client(self) -> redis.Redis:

@@ -111,6 +111,35 @@ def test_session_store_refuses_a_password_inside_the_url(url: str) -> None:
     assert SessionStore(url="redis://127.0.0.1:6379/0?socket_keepalive=true").url.endswith("keepalive=true")
 
 
+@pytest.mark.parametrize(("url", "named"), [
+    ("redis://127.0.0.1:99999/0", "Port out of range"),
+    ("redis://127.0.0.1:port/0", "Port could not be cast"),
+    ("redis://127.0.0.1:0/0", "port 0"),
+    ("redis://:6379/0", "names no host"),
+    ("redis://127.0.0.1:6379/sessions", "database 'sessions' is not a number"),
+])
+def test_session_store_refuses_a_url_redis_would_only_reject_on_connect(url: str, named: str) -> None:
+    with pytest.raises(ValidationError, match=named) as err:
+        SessionStore(url=url)
+    assert "url" in str(err.value)
+    assert SessionStore(url="rediss://redis.internal:6380/12").url == "rediss://redis.internal:6380/12"
+    assert SessionStore(url="redis://127.0.0.1").url == "redis://127.0.0.1"
+
+
+@pytest.mark.parametrize("key", ["", "   ", "\n"])
+def test_llm_endpoint_blank_key_sends_no_authorization(key: str) -> None:
+    endpoint = LLMEndpoint(base_url="http://127.0.0.1:5/v1", model="m", api_key=SecretStr(key))
+    assert endpoint.api_key is None
+    with endpoint.client() as client:
+        assert "authorization" not in client.headers
+
+
+def test_llm_endpoint_key_pasted_with_a_newline_is_trimmed() -> None:
+    endpoint = LLMEndpoint(base_url="http://127.0.0.1:5/v1", model="m", api_key=SecretStr(f" {SECRET}\n"))
+    with endpoint.client() as client:
+        assert client.headers["authorization"] == f"Bearer {SECRET}"
+
+
 def test_session_store_client_uses_the_secret_password() -> None:
     client = SessionStore(url="redis://127.0.0.1:1/3", password=SecretStr(SECRET), socket_timeout_s=0.5).client()
     kwargs = client.connection_pool.connection_kwargs
