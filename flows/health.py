@@ -46,7 +46,7 @@ from tasks.platform_status import MonitorSnapshot, render_markdown
 from tasks.platform_summary import PlatformSummary
 from tasks.resource_usage import ResourceReport
 from tasks.strict_input import StrictInput
-from tasks.thresholds import Sample, evaluate
+from tasks.thresholds import Sample, evaluate, unmatched_components
 
 REPORT_ARTIFACT_KEY = "health-report"
 STATUS_ARTIFACT_KEY = "platform-status"
@@ -190,6 +190,9 @@ def monitor(
     longest = max((t.window_minutes + t.baseline_window_minutes for t in monitoring.thresholds), default=60)
     history = store.since(now - timedelta(minutes=longest))
     breaches = evaluate(monitoring.thresholds, samples, history, now)
+    threshold_notes = unmatched_components(monitoring.thresholds, samples)
+    for note in threshold_notes:
+        get_run_logger().warning("monitoring policy: %s", note)
     store.record(_run_id(), samples, breaches, at=now)
     prompt_history = store.since(now - timedelta(days=monitoring.retention_days))
     prompts, prompt_notes = assess_prompts(monitoring, [s for s in prompt_history if s.component.startswith("prompt:")])
@@ -197,7 +200,7 @@ def monitor(
         at=now, run_id=_run_id(), components=component_rows(report.results, resources, store, now),
         gpu_present=resources.gpu_present, gpu_detail=resources.gpu_detail, gpus=resources.gpus, breaches=breaches,
         breach_counts={f"{c}|{m}": n for (c, m), n in store.breach_counts().items()}, runs_total=store.run_count(),
-        summary=summary, prompts=prompts, notes=probe_notes + summary_notes + prompt_notes,
+        summary=summary, prompts=prompts, notes=threshold_notes + probe_notes + summary_notes + prompt_notes,
     )
     snapshot.save(monitoring.snapshot_path)
     create_markdown_artifact(key=STATUS_ARTIFACT_KEY, markdown=render_markdown(snapshot),

@@ -136,6 +136,19 @@ def evaluate(
     return breaches
 
 
+def unmatched_components(thresholds: list[Threshold], samples: list[Sample]) -> list[str]:
+    """Thresholds whose component glob names none of the components this run measured. A typo
+    there (``lm-*`` for ``llm-*``) passes every check at save time, because components are only
+    known once the monitor runs, and would leave the limit enforced nowhere."""
+    components = sorted({s.component for s in samples})
+    shown = ", ".join(components[:12]) + (f" and {len(components) - 12} more" if len(components) > 12 else "")
+    return [
+        f"thresholds[{i}] ({t.describe()}): component {t.component!r} matches none of this run's components ({shown})"
+        for i, t in enumerate(thresholds)
+        if not any(fnmatch.fnmatchcase(c, t.component) for c in components)
+    ]
+
+
 def _static(t: Threshold, sample: Sample) -> Breach | None:
     if t.above is not None and sample.value > t.above:
         limit = t.above

@@ -6,7 +6,7 @@ import pytest
 
 from blocks.monitoring_policy import MonitoringPolicy
 from tasks.errors import ConfigurationError
-from tasks.thresholds import Sample, Threshold, check_thresholds, evaluate, summarise
+from tasks.thresholds import Sample, Threshold, check_thresholds, evaluate, summarise, unmatched_components
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 
@@ -79,3 +79,21 @@ def test_an_error_rate_limit_given_in_percent_is_refused() -> None:
     with pytest.raises(ConfigurationError, match=r"thresholds\[0\]\.above: 50: error_rate is a fraction"):
         check_thresholds([Threshold(metric="error_rate", above=50)], 300, "policy")
     check_thresholds([Threshold(metric="error_rate", above=0.5), Threshold(metric="latency_ms", above=500)], 300, "policy")
+
+
+def test_a_component_glob_that_matches_nothing_this_run_is_named() -> None:
+    samples = [_s("llm-region-a", "memory_rss_bytes", 5), _s("sessions-region-a", "status", 0)]
+    typo = Threshold(metric="memory_rss_bytes", component="lm-*", above=4)
+    notes = unmatched_components([Threshold(metric="status", above=1.5), typo,
+                                  Threshold(metric="replication_lag_bytes", component="sessions-*", above=1)], samples)
+    assert notes == ["thresholds[1] (memory_rss_bytes > 4): component 'lm-*' matches none of this run's components "
+                     "(llm-region-a, sessions-region-a)"]
+    # the typo really leaves the limit enforced nowhere: the same sample breaches the corrected glob only
+    assert evaluate([typo], samples, [], NOW) == []
+    assert len(evaluate([typo.model_copy(update={"component": "llm-*"})], samples, [], NOW)) == 1
+
+
+def test_a_long_component_list_is_cut_in_the_note() -> None:
+    samples = [_s(f"c{i:02}", "status", 0) for i in range(15)]
+    (note,) = unmatched_components([Threshold(metric="status", component="gateway", above=1)], samples)
+    assert note.endswith("(c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, c10, c11 and 3 more)")
