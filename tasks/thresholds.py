@@ -141,6 +141,8 @@ def unmatched_components(thresholds: list[Threshold], samples: list[Sample]) -> 
     there (``lm-*`` for ``llm-*``) passes every check at save time, because components are only
     known once the monitor runs, and would leave the limit enforced nowhere."""
     components = sorted({s.component for s in samples})
+    if not components:  # a run that measured nothing has nothing to match a glob against
+        return []
     shown = ", ".join(components[:12]) + (f" and {len(components) - 12} more" if len(components) > 12 else "")
     return [
         f"thresholds[{i}] ({t.describe()}): component {t.component!r} matches none of this run's components ({shown})"

@@ -133,8 +133,11 @@ def test_static_and_baseline_breaches_emit_events(platform: PlatformSettings) ->
         Threshold(metric="memory_rss_bytes", component="gateway", kind="static", above=1),
         Threshold(metric="latency_ms", component="llm-region-b", kind="baseline", factor=3, statistic="p95",
                   window_minutes=15, baseline_window_minutes=60),
+        Threshold(metric="memory_rss_bytes", component="gatewya", kind="static", above=1),  # a typo: enforced nowhere
     ])
     health_check(_only(platform, policy, llm_endpoints=["region-b"]))
+    assert "- thresholds[2] (memory_rss_bytes > 1): component 'gatewya' matches none of this run's components (" \
+        in _artifact(STATUS_ARTIFACT_KEY).data
     static = wait_for_events(platform, event="llm-resilience.health.threshold_breached",
                              resource_id="llm-resilience.component.gateway", since=started)
     assert static and static[0]["payload"]["metric"] == "memory_rss_bytes"

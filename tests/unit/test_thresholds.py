@@ -97,3 +97,4 @@ def test_a_long_component_list_is_cut_in_the_note() -> None:
     samples = [_s(f"c{i:02}", "status", 0) for i in range(15)]
     (note,) = unmatched_components([Threshold(metric="status", component="gateway", above=1)], samples)
     assert note.endswith("(c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, c10, c11 and 3 more)")
+    assert unmatched_components([Threshold(metric="status", component="gateway", above=1)], []) == []
