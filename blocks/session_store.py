@@ -8,6 +8,7 @@ import redis
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from prefect.blocks.core import Block
+from tasks.redis_retry import bounded_retry
 
 
 class SessionStore(Block):
@@ -59,4 +60,5 @@ class SessionStore(Block):
             socket_timeout=self.socket_timeout_s,
             socket_connect_timeout=self.socket_timeout_s,
             decode_responses=True,
+            retry=bounded_retry(),
         )

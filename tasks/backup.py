@@ -13,6 +13,7 @@ from tasks.backup_errors import CorruptObject
 from tasks.backup_repository import PackWriter, RepoLock, Repository, chunk_hash
 from tasks.errors import ConfigurationError
 from tasks.redis_export import export_redis, load_redis
+from tasks.redis_retry import bounded_retry
 from tasks.restore_engine import RestoreStats, restore_files
 from tasks.retry_policy import network_task_options
 
@@ -39,6 +40,7 @@ def raw_redis(store: SessionStore) -> redis.Redis:
         store.url, username=store.username,
         password=store.password.get_secret_value() if store.password else None,
         socket_timeout=max(store.socket_timeout_s, 30.0), socket_connect_timeout=store.socket_timeout_s,
+        retry=bounded_retry(),
     )
 
 

@@ -24,6 +24,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from tasks.drill_experiment import LoadProfile
+from tasks.redis_retry import bounded_async_retry
 from tasks.session_topology import RedisNode, promote
 
 TOPICS = ["tides", "bread", "owls", "maps", "rain", "chess", "bees", "clocks", "salt", "kites"]
@@ -74,7 +75,7 @@ class SessionRouter:
         if node.name not in self._clients:
             self._clients[node.name] = aioredis.Redis(
                 host=node.host, port=node.port, socket_timeout=self.timeout_s,
-                socket_connect_timeout=self.timeout_s, decode_responses=True)
+                socket_connect_timeout=self.timeout_s, decode_responses=True, retry=bounded_async_retry())
         return self._clients[node.name]
 
     async def history(self, key: str, turns: int) -> list[dict]:

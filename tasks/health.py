@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import redis
 from prefect import task
@@ -20,6 +18,7 @@ from tasks.health_probes import (
     storage_round_trip,
 )
 from tasks.health_report import component_name
+from tasks.redis_retry import bounded_retry
 from tasks.retry_policy import network_task_options
 
 
@@ -56,6 +55,16 @@ def probe_llm_endpoint(block_name: str, policy: ProbePolicy, kind: str = "llm") 
     return run_probe(component, kind, endpoint.base_url, check, policy)
 
 
+def primary_client(store: SessionStore, host: str, port: int) -> redis.Redis:
+    """The primary a replica names, reached with the replica's block credentials and timeouts."""
+    return redis.Redis(
+        host=host, port=port, username=store.username,
+        password=store.password.get_secret_value() if store.password else None,
+        socket_timeout=store.socket_timeout_s, socket_connect_timeout=store.socket_timeout_s,
+        decode_responses=True, retry=bounded_retry(),
+    )
+
+
 @task(name="probe-session-store", **network_task_options(retries=1))
 def probe_session_store(block_name: str, policy: ProbePolicy) -> ProbeResult:
     component = component_name("sessions", block_name)
@@ -64,17 +73,9 @@ def probe_session_store(block_name: str, policy: ProbePolicy) -> ProbeResult:
     except (ValueError, httpx.HTTPError) as exc:
         return _block_missing(component, "sessions", "session-store", block_name, exc)
 
-    def connect_primary(host: str, port: int) -> Any:
-        return redis.Redis(
-            host=host, port=port, username=store.username,
-            password=store.password.get_secret_value() if store.password else None,
-            socket_timeout=store.socket_timeout_s, socket_connect_timeout=store.socket_timeout_s,
-            decode_responses=True,
-        )
-
     def check():  # noqa: ANN202
         with store.client() as client:
-            return redis_replication(client, policy, connect_primary)
+            return redis_replication(client, policy, lambda host, port: primary_client(store, host, port))
 
     return run_probe(component, "sessions", store.url, check, policy)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import redis
 
 from tasks.errors import LLMResilienceError
+from tasks.redis_retry import bounded_retry
 
 
 class SessionTopologyError(LLMResilienceError):
@@ -28,7 +29,7 @@ class RedisNode:
 
     def client(self, timeout_s: float = 2.0) -> redis.Redis:
         return redis.Redis(host=self.host, port=self.port, socket_timeout=timeout_s,
-                           socket_connect_timeout=timeout_s, decode_responses=True)
+                           socket_connect_timeout=timeout_s, decode_responses=True, retry=bounded_retry())
 
 
 def replication_info(node: RedisNode) -> dict[str, object]:

@@ -10,6 +10,8 @@ from pathlib import Path
 import httpx
 import redis
 
+from tasks.redis_retry import bounded_retry
+
 
 @dataclass(frozen=True)
 class Readiness:
@@ -65,7 +67,8 @@ def postgres_accepting(host: str, port: int, *, timeout_s: float = 2.0) -> Readi
 
 def redis_ping(host: str, port: int, *, timeout_s: float = 2.0) -> Readiness:
     try:
-        with redis.Redis(host=host, port=port, socket_timeout=timeout_s, socket_connect_timeout=timeout_s) as r:
+        with redis.Redis(host=host, port=port, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                         retry=bounded_retry()) as r:
             r.ping()
             role = r.info("replication").get("role")
     except redis.RedisError as exc:
