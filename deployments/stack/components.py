@@ -122,15 +122,12 @@ def _worker(settings: PlatformSettings, index: int) -> Component:
 
 
 def _skip_missed_runs(settings: PlatformSettings, progress: Callable[[str], None]) -> None:
-    """Before the first worker starts: cancel the scheduled runs missed while the platform was down."""
-    import httpx
+    """Before the first worker starts: cancel the scheduled runs missed while the platform was
+    down. If the server never answers, the worker does not start (see stack/missed_runs.py)."""
+    from deployments.stack.missed_runs import cancel_missed_runs_patiently
 
-    from deployments.stack.missed_runs import cancel_missed_runs
-
-    try:
-        cancel_missed_runs(settings.prefect_api_url, settings.missed_run_grace_s, settings.work_pool, progress=progress)
-    except httpx.HTTPError as exc:  # the worker matters more: it starts, and the runs are its to take
-        progress(f"could not look for scheduled runs missed while the platform was down: {exc}")
+    cancel_missed_runs_patiently(settings.prefect_api_url, settings.missed_run_grace_s, settings.work_pool,
+                                 progress=progress)
 
 
 def _postgres(settings: PlatformSettings) -> Component:
