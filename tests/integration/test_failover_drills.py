@@ -2,8 +2,8 @@
 a killed drill process, overlapping drills, the dry run, and sessions through a region outage.
 
 These tests judge behaviour, not speed: their experiments keep the shipped ones' strict SLOs on
-what users lose (failed requests, lost turns) and loosen only the time limits (bench/failover
-measures those on a quiet machine).
+what users lose (failed requests, lost turns) and drop the time limits. A test asserts that each
+phase was observed, never how long it took; bench/failover measures that on a quiet machine.
 """
 
 from __future__ import annotations
@@ -36,19 +36,14 @@ EXPERIMENTS = PROJECT_ROOT / "deployments" / "experiments"
 
 
 def experiment(name: str, **changes: object) -> Experiment:
-    """A shipped experiment, shortened, with time SLOs loosened and loss SLOs kept."""
+    """A shipped experiment, shortened, with its time limits dropped and its loss SLOs kept."""
     exp = load_experiment(EXPERIMENTS / f"{name}.yaml")
     data = exp.model_dump()
     data.update(duration_s=12, warmup_s=5, recovery_deadline_s=60)
     data["load"].update(rate_rps=1.5, max_tokens=4)  # well inside one model server's capacity on 2 busy cores
     data["steady_state"]["window_s"] = 3
-    for probe in data["steady_state"]["probes"]:
-        if probe["kind"] == "p99_latency_ms":
-            probe["tolerance"] = 30_000
-    # A hung region is marked down only after two health checks time out (8 s each in tests), so
-    # detection is judged where it is immediate: crashes and error bursts.
-    immediate = exp.fault.kind in {"crash", "error_burst"}
-    data["slo"].update(max_detect_ms=30_000 if immediate else None, max_failover_ms=30_000,
+    data["steady_state"]["probes"] = [p for p in data["steady_state"]["probes"] if p["kind"] != "p99_latency_ms"]
+    data["slo"].update(max_detect_ms=None, max_failover_ms=None, max_p99_ms_during=None,
                        max_failed_per_1000=0, max_lost_turns=0)
     data["abort_conditions"] = []
     for key, value in changes.items():
@@ -152,7 +147,9 @@ def bad_gateway(healthy: PlatformSettings) -> Iterator[tuple[str, Path]]:
 def test_drill_fails_naming_the_slo_when_the_gateway_has_no_standby(healthy: PlatformSettings, bad_gateway) -> None:  # noqa: ANN001
     url, sock = bad_gateway
     since = time.time()
-    exp = experiment("model-server-crash", duration_s=20,
+    # A failover limit, so that a failover which never happens is an SLO breach to be named; the
+    # assertion is "measured nothing", never a duration.
+    exp = experiment("model-server-crash", duration_s=20, slo__max_failover_ms=60_000,
                      abort_conditions=[{"signal": "error_rate", "threshold": 0.3, "window_s": 3}])
     state = failover_drill(experiment=exp, options=DrillOptions(gateway_url=url, gateway_admin_socket=str(sock)),
                            return_state=True)
