@@ -9,7 +9,7 @@ INSTALL_INPUTS := requirements.lock requirements-nodeps.lock pyproject.toml depl
 STAMP := $(VENV)/.installed-$(shell cat $(INSTALL_INPUTS) 2>/dev/null | sha256sum | cut -c1-16)
 # PostgreSQL (the server's database with LLMR_DATABASE=postgresql) keeps its programs off PATH.
 PLATFORM_PACKAGES := haproxy redis-server postgresql:/usr/lib/postgresql/15/bin/initdb
-TEST_PACKAGES := $(PLATFORM_PACKAGES) chromium b3sum
+TEST_PACKAGES := $(PLATFORM_PACKAGES) chromium b3sum rclone
 PYTEST_ARGS ?=
 
 .PHONY: help install system-deps test-system-deps stack-up stack-down stack-status deploy demo test test-unit
