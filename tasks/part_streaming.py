@@ -135,10 +135,8 @@ def guessed_part_sizes(size: int, etag: str, limit: int = MAX_GUESSES) -> list[i
 
 class PartHasher:
     """MD5 of every ``part_size`` run of the bytes fed to it in order, however they are chunked:
-    the layout a copy uses, or a candidate source layout checked on its side. ``first_part`` is
-    part 1's hash object once part 1 is complete: MD5 runs over bytes in order from one starting
-    state, so it is also the full-object MD5 so far, and a reader carries on from it instead of
-    hashing part 1 twice."""
+    a candidate source layout checked on the side (the layout a copy uses, with the whole-object
+    MD5 beside it, is ``tasks.twin_md5``'s)."""
 
     def __init__(self, part_size: int) -> None:
         if part_size <= 0:
@@ -147,7 +145,6 @@ class PartHasher:
         self._md5 = hashlib.md5()
         self._left = part_size
         self._digests: list[bytes] = []
-        self.first_part: Any = None  # hashlib's hash type is private
 
     def update(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -158,8 +155,6 @@ class PartHasher:
             view = view[take:]
             if self._left == 0:
                 self._digests.append(self._md5.digest())
-                if self.first_part is None:
-                    self.first_part = self._md5  # replaced below, so it stays part 1's
                 self._md5, self._left = hashlib.md5(), self.part_size
 
     def digests(self) -> list[bytes]:

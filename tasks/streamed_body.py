@@ -3,7 +3,8 @@
 - ``ExactReader`` sends exactly the object's size: a source that ends early is an error, never a
   shorter object.
 - ``VerifyingReader`` reads the source once and hashes every byte as it passes (part MD5s in the
-  source's layout, the full-object MD5, a SHA-256 if the source recorded one). It checks what the
+  source's layout and the full-object MD5, both in about the time of one: ``tasks.twin_md5``; a
+  SHA-256 if the source recorded one). It checks what the
   source says about itself *before* it hands over the last block, so a read that does not verify
   makes the PUT end short: the store never completes it and nothing becomes visible.
 - ``check_source_parts`` decides what a source written in parts can prove. Its ETag is an MD5 of
@@ -20,6 +21,7 @@ import hashlib
 from typing import Any
 
 from tasks.part_streaming import PartHasher, PartLayout, composite_etag, etag_part_count
+from tasks.twin_md5 import parts_and_whole_md5
 
 MIB = 1024 * 1024
 
@@ -117,10 +119,8 @@ class VerifyingReader(ExactReader):
         self.unchecked: str | None = None
         self._block_size = max(1, block)
         self._sha = hashlib.sha256() if recorded_sha256 else None
-        self._parts = PartHasher(layout.bounds(1)[1] if layout.count else 1)
+        self._md5s = parts_and_whole_md5(max(layout.bounds(1)[1], 1) if layout.count else 1, layout.size)
         self._alternates = [PartHasher(size) for size in layout.alternates]
-        self._md5: Any = hashlib.md5() if layout.size == 0 else None  # taken over from part 1's hash
-        self._part1_left = layout.bounds(1)[1] if layout.count else 0
         self._read_from_source = 0
         self._block = b""
         self._pos = 0
@@ -132,7 +132,7 @@ class VerifyingReader(ExactReader):
     def md5_hex(self) -> str:
         if not self._verified:
             raise VerificationFailed(f"the source was not read to its end ({self._read_from_source} of {self.size} bytes)")
-        return self._md5.hexdigest()
+        return self._md5s.whole_digest().hex()
 
     def read(self, n: int = -1) -> bytes:
         if self._pos >= len(self._block):
@@ -146,20 +146,12 @@ class VerifyingReader(ExactReader):
         return chunk
 
     def _next_block(self) -> None:
-        want = min(self._block_size, self.size - self._read_from_source)
-        if self._md5 is None:  # part 1 ends on a block boundary, where its hash becomes the full-object hash
-            want = min(want, self._part1_left)
-            self._part1_left -= want
-        block = self._read_exact(want)
-        if self._md5 is not None:
-            self._md5.update(block)
+        block = self._read_exact(min(self._block_size, self.size - self._read_from_source))
+        self._md5s.update(block)
         if self._sha is not None:
             self._sha.update(block)
-        self._parts.update(block)
         for hasher in self._alternates:
             hasher.update(block)
-        if self._md5 is None and self._part1_left == 0:
-            self._md5 = self._parts.first_part.copy()
         self._read_from_source += len(block)
         if self._read_from_source == self.size:
             self._finish()  # before the last block leaves: a source that does not verify never completes the PUT
@@ -177,9 +169,9 @@ class VerifyingReader(ExactReader):
 
     def _finish(self) -> None:
         try:
-            self.unchecked = check_source_parts(self._parts.digests(), [h.digests() for h in self._alternates],
+            self.unchecked = check_source_parts(self._md5s.part_digests(), [h.digests() for h in self._alternates],
                                                 self.layout, self.source_etag, recorded_sha256=self.recorded_sha256)
-            check_source_bytes(self._md5.hexdigest(), self.source_etag, self.recorded_sha256,
+            check_source_bytes(self._md5s.whole_digest().hex(), self.source_etag, self.recorded_sha256,
                                self._sha.hexdigest() if self._sha is not None else None)
         except VerificationFailed as exc:
             self._fail(str(exc))
