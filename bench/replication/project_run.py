@@ -1,9 +1,10 @@
 """One side of the benchmark: this project's `replicate` flow, in its own process (for peak RSS).
 
 Reads a JSON job on argv[1]; saves the two StorageTarget blocks, warms Prefect up with a run over
-an empty prefix (not timed), then times `replicate` and prints one JSON line with the figures: wall
-time, the CPU-seconds of this process and of each server (``server_pids``) during the timed run,
-peak RSS.
+an empty prefix (not timed), prints ``ready`` and waits for a line on stdin (the harness empties the
+destination and lets the machine settle, exactly as it does before rclone's run), then times
+`replicate` and prints one JSON line with the figures: wall time, the CPU-seconds of this process
+and of each server (``server_pids``) during the timed run, peak RSS.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def main() -> None:
     common = dict(source="bench-src", destinations=["bench-dst"], concurrency=job["concurrency"],
                   resume_dir=job["resume_dir"], delete=False)
     replicate(ReplicationParams(**common, prefix="warm-up-empty"))
+    print("ready", flush=True)
+    sys.stdin.readline()
 
     me = psutil.Process()
     baseline = me.memory_info().rss

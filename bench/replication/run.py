@@ -11,7 +11,9 @@ concurrency for both (16 transfers). Scenarios: (a) 5,000 objects of 4-64 KiB, (
 compares MD5/ETag. Each scenario starts with one untimed run of each tool (it syncs (c), and warms
 the destination moto up for (a) and (b): the first GiB it stores costs it page faults that would
 fall on whichever tool went first), then runs ``--rounds`` times (default 3), the two tools taking
-turns to go first, with both destinations emptied between rounds; the medians are compared. Prints every
+turns to go first. Before every timed run, either tool's, the destination is emptied ((a), (b)) and
+the machine left quiet for SETTLE_S; the project's process boots and warms up before that, so
+neither tool's timed run includes its start-up. The medians are compared. Prints every
 round (with the CPU-seconds of the tool and of each server during each timed run), then objects/s and MiB/s
 of the median run, rclone_time / project_time of the medians and peak memory (RSS of each
 process, the highest round); last line: RESULT replication small=<r> large=<r> nochange=<r>.
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,6 +45,12 @@ from bench.replication.project_run import server_cpu
 ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
 CONCURRENCY = 16
+# Quiet time before every timed run, either tool's. This VM hands memory freed more than ~2 s ago
+# back to its host (virtio-balloon free page reporting), so a run that starts right after a delete
+# finds warm pages that a run started later must fault in again: moto's CPU for the same 1 GiB
+# varied 5-11 CPU-seconds with this alone. rclone used to start at once and the project only after
+# its process had booted; now both start the same time after the destination was emptied.
+SETTLE_S = 3.0
 SRC_BUCKET, DST_BUCKET = "bench-src", "bench-dst"
 
 
@@ -159,15 +168,31 @@ def cpu_line(tool: float, servers: dict[str, float]) -> str:
 
 
 def run_project(src: str, dst: str, prefix: str, env: dict[str, str], resume_dir: str,
-                server_pids: dict[str, int] | None = None) -> dict:
+                server_pids: dict[str, int] | None = None, before_timing: Callable[[], None] = lambda: None) -> dict:
+    """The project's run in its own process; ``before_timing`` runs once the process has started
+    and warmed up, just before its timed run (rclone's run gets the same call just before it)."""
     job = {"server_pids": server_pids or {}, "src": {"url": f"s3://{SRC_BUCKET}/{prefix}", "endpoint": src},
            "dst": {"url": f"s3://{DST_BUCKET}/project/{prefix}", "endpoint": dst},
            "concurrency": CONCURRENCY, "resume_dir": resume_dir}
-    out = subprocess.run([sys.executable, "-m", "bench.replication.project_run", json.dumps(job)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=3600)
-    if out.returncode != 0:
-        raise SystemExit(f"project run failed:\n{out.stderr[-3000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen([sys.executable, "-m", "bench.replication.project_run", json.dumps(job)], cwd=ROOT,
+                                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True)
+        try:
+            ready = proc.stdout.readline()
+            if ready.strip() == "ready":
+                before_timing()
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+            out, _ = proc.communicate(timeout=3600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace")
+    if proc.returncode != 0:
+        raise SystemExit(f"project run failed:\n{stderr[-3000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
     if result["failed"]:
         raise SystemExit(f"project run had failures: {result}")
     return result
@@ -238,16 +263,23 @@ def main() -> int:
             # faults that would fall on whichever tool went first), and is then deleted.
             run_project(src, dst, prefix, env, str(work / "resume"))
             run_rclone(src, dst, prefix)
-            if not unchanged:
-                clear_prefix(b, f"project/{prefix}")
-                clear_prefix(b, f"rclone/{prefix}")
             p_runs, r_runs, baselines = [], [], []
+
+            def settle() -> None:
+                """Every timed run starts from the same state: (a), (b) an empty destination (a moto
+                still holding the other tool's GiB spent ~1.6x the CPU on the same writes), then
+                SETTLE_S of quiet."""
+                if not unchanged:
+                    clear_prefix(b, f"project/{prefix}")
+                    clear_prefix(b, f"rclone/{prefix}")
+                time.sleep(SETTLE_S)
+
             for n in range(rounds):
                 order = ("project", "rclone") if n % 2 == 0 else ("rclone", "project")
                 cpu = {}
                 for who in order:
                     if who == "project":
-                        p = run_project(src, dst, prefix, env, str(work / "resume"), servers)
+                        p = run_project(src, dst, prefix, env, str(work / "resume"), servers, before_timing=settle)
                         expected = 0 if unchanged else count
                         if p["copied"] != expected:
                             raise SystemExit(f"{name} round {n + 1}: project copied {p['copied']}, expected {expected}")
@@ -255,6 +287,7 @@ def main() -> int:
                         baselines.append(p["baseline_rss"])
                         cpu[who] = cpu_line(p["cpu_seconds"], p["server_cpu_seconds"])  # the timed run only
                     else:
+                        settle()
                         before = server_cpu({k: psutil.Process(v) for k, v in servers.items()})
                         secs, peak, tool_cpu = run_rclone(src, dst, prefix)
                         after = server_cpu({k: psutil.Process(v) for k, v in servers.items()})
@@ -264,9 +297,6 @@ def main() -> int:
                       f"rclone {r_runs[-1][0]:6.2f} s, ratio {r_runs[-1][0] / p_runs[-1][0]:.2f}", flush=True)
                 for who in ("project", "rclone"):
                     print(f"{'':9s}   CPU-s during the {who} run: {cpu[who]}", flush=True)
-                if not unchanged and n < rounds - 1:  # the next round copies everything again
-                    clear_prefix(b, f"project/{prefix}")
-                    clear_prefix(b, f"rclone/{prefix}")
             p_secs = statistics.median(t for t, _ in p_runs)
             r_secs = statistics.median(t for t, _ in r_runs)
             ratio = r_secs / p_secs
