@@ -5,12 +5,14 @@ one PUT with Content-MD5 and the hashes in user metadata; the ETag the destinati
 the bytes it stored must equal our MD5, otherwise the object is read back and its SHA-256 compared.
 Medium objects (up to the multipart threshold): one GET streamed into one PUT through
 ``VerifyingReader``, which checks the source's own checksums before the last block leaves; the
-destination's ETag must equal the MD5 of the bytes read. A source written in parts has no MD5 to
+destination's ETag must equal the MD5 of the bytes read (part and whole-object MD5s in one pass:
+``tasks.twin_md5``). A source written in parts has no MD5 to
 send up front, so that MD5 is recorded as the object's ``llmr-md5`` tag after the check.
 Large objects: the source is streamed part by part (never whole in memory); each part's MD5 is
 checked against the ETag the destination computed for it, the completed object's ETag against
 the MD5-of-MD5s we computed, and the full-object MD5 against a plain source ETag before
-CompleteMultipartUpload, so a copy that does not verify never becomes visible. A source written
+CompleteMultipartUpload (the part MD5s and that MD5 come out of one pass), so a copy that does
+not verify never becomes visible. A source written
 in parts whose store reports their size is copied in those same parts and hashed nowhere here:
 the destination's part ETags (its MD5s of the bytes it stored) must rebuild the source's ETag
 (the source store's MD5s of its bytes) before CompleteMultipartUpload. On moto that costs the
@@ -72,6 +74,7 @@ from tasks.streamed_body import (
     check_source_parts,
     plain_md5_etag,
 )
+from tasks.twin_md5 import parts_and_whole_md5
 
 __all__ = ["CopySettings", "ExactReader", "ObjectCopier", "UnsupportedEncryption", "VerificationFailed", "copy_objects",
            "socket_stream"]
@@ -385,8 +388,10 @@ class ObjectCopier:
         body = got["Body"]
         stream = socket_stream(body)
         # Whole-object hashes only when something can check them: a plain source ETag (MD5) or a
-        # SHA-256 the source recorded. Otherwise the part MD5s are the end-to-end check.
-        full_md5 = hashlib.md5() if etag_part_count(src_etag) is None else None
+        # SHA-256 the source recorded. Otherwise the part MD5s are the end-to-end check. A plain
+        # ETag needs the whole-object MD5 beside the part MD5s: both in one pass (tasks.twin_md5)
+        # in this reading thread, which hands each part's MD5 to its upload.
+        md5s = parts_and_whole_md5(layout.part_size, size) if etag_part_count(src_etag) is None else None
         full_sha = hashlib.sha256() if recorded_sha else None
         alternates = [PartHasher(p) for p in layout.alternates]  # other layouts the source may have
         part_md5s: list[bytes | None] = [None] * layout.count
@@ -394,7 +399,7 @@ class ObjectCopier:
         part_failed = threading.Event()
         read = 0
 
-        def upload(number: int, buf: PartBuffer, held: int) -> None:
+        def upload(number: int, buf: PartBuffer, held: int, md5: bytes | None) -> None:
             try:
                 if trust_stores:
                     if number in record.parts:  # uploaded by an earlier, interrupted run; the ETag check covers it
@@ -408,7 +413,8 @@ class ObjectCopier:
                     md5 = bytes.fromhex(stored)
                     part_md5s[number - 1] = md5
                 else:
-                    md5 = hashlib.md5(buf.view).digest()
+                    if md5 is None:
+                        md5 = hashlib.md5(buf.view).digest()
                     part_md5s[number - 1] = md5
                     if record.parts.get(number) == md5.hex():
                         return  # uploaded and verified by an earlier, interrupted run
@@ -442,13 +448,13 @@ class ObjectCopier:
                     read += n
                     if n != want:
                         raise VerificationFailed(f"source stream ended after {read} of {size} bytes")
-                    if full_md5 is not None:
-                        full_md5.update(buf.view)
+                    if md5s is not None:
+                        md5s.update(buf.view)
                     if full_sha is not None:
                         full_sha.update(buf.view)
                     for hasher in alternates:
                         hasher.update(buf.view)
-                    uploads.append(self.part_pool.submit(upload, number, buf, held))
+                    uploads.append(self.part_pool.submit(upload, number, buf, held, md5s.part_digest(number) if md5s else None))
                 except BaseException:
                     buf.close()
                     self.budget.release(held)
@@ -470,7 +476,7 @@ class ObjectCopier:
                 return self.copy_large(obj, store_checked=False)
             unchecked = None
         else:
-            check_source_bytes(full_md5.hexdigest() if full_md5 else None, src_etag, recorded_sha,
+            check_source_bytes(md5s.whole_digest().hex() if md5s else None, src_etag, recorded_sha,
                                full_sha.hexdigest() if full_sha else None)
             unchecked = check_source_parts(digests, [h.digests() for h in alternates], layout, src_etag,
                                            recorded_sha256=recorded_sha)

@@ -29,6 +29,7 @@ _INIT = struct.pack("<4I", 0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476)
 class PartsAndWhole(Protocol):
     def update(self, data: bytes | memoryview) -> None: ...
     def part_digests(self) -> list[bytes]: ...
+    def part_digest(self, number: int) -> bytes: ...
     def whole_digest(self) -> bytes: ...
 
 
@@ -100,6 +101,14 @@ class TwinMD5:
             return list(self._digests)
         return [*self._digests, _finish(self._part, bytes(self._tail), self._in_part)]
 
+    def part_digest(self, number: int) -> bytes:
+        """The MD5 of 1-based part ``number``: a finished part, or the one being fed."""
+        if number <= len(self._digests):
+            return self._digests[number - 1]
+        if number == len(self._digests) + 1 and self._in_part:
+            return _finish(self._part, bytes(self._tail), self._in_part)
+        raise IndexError(f"part {number} has no bytes yet ({len(self._digests)} finished)")
+
     def whole_digest(self) -> bytes:
         return _finish(self._whole, bytes(self._tail), self._total)
 
@@ -137,6 +146,13 @@ class SplitMD5:
         if self._left == self.part_size:
             return list(self._digests)
         return [*self._digests, self._md5.digest()]
+
+    def part_digest(self, number: int) -> bytes:
+        if number <= len(self._digests):
+            return self._digests[number - 1]
+        if number == len(self._digests) + 1 and self._left < self.part_size:
+            return self._md5.digest()
+        raise IndexError(f"part {number} has no bytes yet ({len(self._digests)} finished)")
 
     def whole_digest(self) -> bytes:
         return (self._whole if self._whole is not None else self._md5).digest()

@@ -1,18 +1,26 @@
 """A source written in parts, copied through one streamed PUT: one read of the source, checked on
-the way, its MD5 recorded as a tag (real moto endpoints, real botocore)."""
+the way, its MD5 recorded as a tag; and every byte read goes through MD5 once, for the part MD5s
+and the whole-object MD5 together (real moto endpoints, real botocore)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+import tasks.part_streaming as part_streaming
+import tasks.replication_copy as replication_copy
+import tasks.streamed_body as streamed_body
+import tasks.twin_md5 as twin_md5
 
 from deployments.settings import PlatformSettings
 from tasks.replication import load_location
 from tasks.replication_plan import plan_replication
 from tasks.s3_listing import list_location, read_metadata
 from tests.fault_proxy import FaultProxy
-from tests.replication_helpers import PARTED, copier_for, make_pair, md5, put_parted, source_info, through_proxy
+from tests.replication_helpers import MIB, PARTED, copier_for, make_pair, md5, put_parted, source_info, through_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -97,3 +105,88 @@ def test_a_destination_without_tagging_gets_the_md5_in_metadata_after_a_second_r
     for name in ("one.bin", "two.bin"):
         meta = pair.b.head_object(Bucket=platform.region_b.bucket, Key=f"{pair.prefix}/{name}")["Metadata"]
         assert meta["llmr-md5"] == md5(PARTED) and "llmr-md5-in-tag" not in meta
+
+
+class HashedBytes:
+    """A spy, not a stand-in, on MD5 in the copier's modules: bytes through hashlib, bytes of
+    whole blocks through the compiled twin (its digests' padding blocks apart)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.hashlib = 0
+        self.twin = 0
+        spy = self
+
+        class Md5:
+            def __init__(self, data: bytes = b"", inner: Any = None) -> None:
+                self._h = inner if inner is not None else hashlib.md5()
+                self.update(data)
+
+            def update(self, data: Any) -> None:
+                spy.hashlib += len(memoryview(data))
+                self._h.update(data)
+
+            def copy(self) -> "Md5":
+                return Md5(inner=self._h.copy())
+
+            def digest(self) -> bytes:
+                return self._h.digest()
+
+            def hexdigest(self) -> str:
+                return self._h.hexdigest()
+
+        class Hashlib:
+            md5 = Md5
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(hashlib, name)
+
+        real_compress2, real_finish = twin_md5.compress2, twin_md5._finish
+        finishing = []
+
+        def compress2(a: bytearray, b: bytearray, data: Any) -> None:
+            if not finishing:
+                spy.twin += len(memoryview(data))
+            real_compress2(a, b, data)
+
+        def finish(state: bytes, tail: bytes, length: int) -> bytes:
+            finishing.append(1)
+            try:
+                return real_finish(state, tail, length)
+            finally:
+                finishing.pop()
+
+        for module in (replication_copy, streamed_body, part_streaming, twin_md5):
+            monkeypatch.setattr(module, "hashlib", Hashlib())
+        monkeypatch.setattr(twin_md5, "compress2", compress2)
+        monkeypatch.setattr(twin_md5, "_finish", finish)
+
+
+@pytest.mark.parametrize("path", ["streamed-put", "multipart"])
+def test_every_byte_read_is_md5_hashed_once_for_the_parts_and_the_whole_object(
+    platform: PlatformSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str,
+) -> None:
+    """The streamed PUT of a source written in parts (its part MD5s check the read, its whole MD5
+    the destination's ETag), and a plain-ETag source above the multipart threshold (its part MD5s
+    check each part's ETag, its whole MD5 the source's ETag): both digests from one pass."""
+    pair = make_pair(platform, f"oncehashed-{path}")
+    key = f"{pair.prefix}/data.bin"
+    if path == "streamed-put":
+        assert put_parted(pair.a, platform.region_a.bucket, key).endswith("-3")
+        threshold = 64 * MIB
+    else:
+        pair.a.put_object(Bucket=platform.region_a.bucket, Key=key, Body=PARTED)  # a plain ETag
+        threshold = 8 * MIB  # PARTED is 11 MiB: copied in parts
+    assert twin_md5.NATIVE
+    hashed = HashedBytes(monkeypatch)
+    copier, stats, gets = copier_for(pair, tmp_path / "uploads", multipart_threshold=threshold)
+    try:
+        outcome = copier.copy(source_info(pair, "data.bin"), stats)
+    finally:
+        copier.close()
+    monkeypatch.undo()
+    assert outcome.status == "copied" and outcome.unchecked is None, outcome.error
+    assert gets == [f"/{key}"]
+    assert hashed.twin == len(PARTED) // 64 * 64  # each whole block once, for both digests
+    assert hashed.hashlib <= 16 * 8  # only the part MD5s, when an ETag is rebuilt from them
+    got = pair.b.get_object(Bucket=platform.region_b.bucket, Key=key)
+    assert got["Body"].read() == PARTED

@@ -106,3 +106,18 @@ def test_split_hashes_part_one_once_and_carries_its_state_on(monkeypatch: pytest
     monkeypatch.undo()
     assert (h.part_digests(), h.whole_digest()) == _expected(data, 1024)
     assert sum(fed) == 2 * len(data) - 1024
+
+
+@pytest.mark.parametrize("hasher", HASHERS)
+def test_part_digest_gives_each_part_as_soon_as_it_has_bytes(hasher) -> None:
+    data = random.Random(13).randbytes(2 * 1024 + 100)
+    parts, _ = _expected(data, 1024)
+    h = hasher(1024)
+    with pytest.raises(IndexError, match="part 1 has no bytes yet"):
+        h.part_digest(1)
+    h.update(data[:1024])
+    assert h.part_digest(1) == parts[0]
+    with pytest.raises(IndexError):
+        h.part_digest(2)
+    h.update(data[1024:])
+    assert [h.part_digest(n) for n in (1, 2, 3)] == parts  # the last, shorter part included
