@@ -4,8 +4,8 @@ A streamed PUT from a source written in parts checks every byte twice: the part 
 rebuild the source's multipart ETag (the read is right), and the whole-object MD5 must equal the
 ETag the destination computes (the write is right). Both run over the same bytes, and MD5 is
 bound by the latency of its one dependency chain, so the compiled ``tasks._twin_md5`` advances
-both states in one loop in about the time of one (1.8x two hashlib passes, measured in
-bench/replication's notes). Where it is not built, or the part size is not a whole number of
+both states in one loop in about the time of one (measured: 513 MiB/s for the pair against
+283 MiB/s for two hashlib passes; the README's Verify bullet). Where it is not built, or the part size is not a whole number of
 64-byte blocks (then the two states fall out of step), ``SplitMD5`` does the same with hashlib:
 part 1 is hashed once and its state carried on as the whole-object hash.
 """
