@@ -25,6 +25,11 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 CONTROL_PATH = "/_llmr/fault"
 UNREACHABLE_PAUSE_S = 0.05
+# A request its client gave up on (the gateway's `timeout server`) is dropped upstream too, as it
+# would be without the proxy in between: llama-cpp-python skips a request whose client is gone
+# before generating it. aiohttp does not cancel handlers by default; without this, a hung server
+# that resumes would first generate every answer the gateway abandoned during the hang.
+RUNNER_OPTIONS = {"handler_cancellation": True}
 MAX_LEASE_S = 3600.0
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection", "content-length"}
 
@@ -134,7 +139,8 @@ def main() -> None:
     parser.add_argument("--upstream", required=True, help="URL of the model server")
     args = parser.parse_args()
     host, _, port = args.listen.rpartition(":")
-    web.run_app(ChaosProxy(args.upstream).app(), host=host, port=int(port), print=None, access_log=None)
+    web.run_app(ChaosProxy(args.upstream).app(), host=host, port=int(port), print=None, access_log=None,
+                **RUNNER_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from deployments.stack.chaos_proxy import CONTROL_PATH, ChaosProxy, ProxyFault
+from deployments.stack.chaos_proxy import CONTROL_PATH, RUNNER_OPTIONS, ChaosProxy, ProxyFault
 
 
 async def _upstream_app() -> web.Application:
@@ -152,3 +152,43 @@ def test_fault_model_validation() -> None:
     with pytest.raises(ValueError, match="status"):
         ProxyFault(kind="error", status=200, expires_at=time.time() + 5)
     assert ProxyFault(kind="slow", latency_ms=5, expires_at=time.time() + 5).active()
+
+
+def test_a_request_its_client_abandons_is_abandoned_upstream_too() -> None:
+    """The gateway gives up on a hung server's request; the server must see that client go, or it
+    generates the abandoned answer when it resumes (llama-cpp-python checks before generating)."""
+    started, abandoned = asyncio.Event(), asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            abandoned.set()
+            raise
+        return web.json_response({})
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", hang)
+        upstream = TestServer(app, host="127.0.0.1")  # cancels a handler whose client left, as uvicorn tells
+        await upstream.start_server()
+        # The proxy runs as `main` runs it (aiohttp's TestServer would always cancel handlers).
+        runner = web.AppRunner(ChaosProxy(str(upstream.make_url(""))).app(), **RUNNER_OPTIONS)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            async with aiohttp.ClientSession() as session:
+                request = asyncio.create_task(session.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={}))
+                await asyncio.wait_for(started.wait(), 10)
+                request.cancel()  # the client closes its connection, as HAProxy does on `timeout server`
+                with pytest.raises(asyncio.CancelledError):
+                    await request
+                await asyncio.wait_for(abandoned.wait(), 10)
+        finally:
+            await runner.cleanup()
+            await upstream.close()
+
+    asyncio.run(main())
