@@ -27,9 +27,11 @@ SESSION_STATE_DIR = Path(tempfile.mkdtemp(prefix="llmr-test-"))
 SESSION_STATE_DIR.chmod(0o711)  # the postgres user (PostgreSQL refuses root) must reach its data dir
 # Tests judge behaviour, not speed: generous gateway timeouts keep a loaded CI machine's slow
 # answer or health check from turning into a failover (bench/failover measures the defaults).
+# The check timeout still marks a hung region down before a request's last retry (two checks,
+# 8.5 s at most, against two 6 s timeouts): see haproxy_config.check_retry_margin.
 # zombie_after_s 60: a killed worker's run is Crashed within about a minute (heartbeats every 30 s).
 SESSION_SETTINGS = settings_on_free_ports(SESSION_STATE_DIR / "platform", database=TEST_DATABASE, zombie_after_s=60,
-                                          gateway_timeout_server_s=6.0, gateway_check_timeout_s=8.0)
+                                          gateway_timeout_server_s=6.0, gateway_check_timeout_s=4.0)
 SESSION_SETTINGS.prefect_home.mkdir(parents=True, exist_ok=True)
 os.environ.update(SESSION_SETTINGS.prefect_env())
 os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"

@@ -33,6 +33,35 @@ from deployments.settings import PlatformSettings
 BACKEND = "llm_models"
 # Normal weights: the primary takes 255 of every 256 requests (HAProxy weights are 0..256).
 PRIMARY_WEIGHT, STANDBY_WEIGHT = 255, 1
+# Active checks: a server is marked down after CHECK_FALL failed checks, CHECK_INTER_S apart.
+CHECK_FALL, CHECK_INTER_S = 2, 0.25
+
+
+class GatewayConfigError(ValueError):
+    """Gateway timeouts that would let a hung region take a request's last attempt."""
+
+
+def hung_region_detection_s(settings: PlatformSettings) -> float:
+    """Worst case from a model server hanging to the gateway marking it down: each check waits
+    its full timeout, and the first one may start an interval late."""
+    return CHECK_FALL * (settings.gateway_check_timeout_s + CHECK_INTER_S)
+
+
+def check_retry_margin(settings: PlatformSettings, profile: GatewayProfile, timeout_s: float) -> None:
+    """A request that meets a hung region spends ``timeout server`` per attempt there, and a retry
+    can land on it again until the checks mark it down. Its last attempt starts ``retries`` timeouts
+    after it was sent, so the region must be down by then, or that attempt times out too and the
+    user gets a 504 (measured in a drill: checks 8 s, timeout 6 s, three timeouts, 504 at 18 s)."""
+    if not profile.retries or not profile.retry_on_timeout:
+        return
+    detect_s = hung_region_detection_s(settings)
+    last_attempt_s = profile.retries * timeout_s
+    if detect_s >= last_attempt_s:
+        raise GatewayConfigError(
+            f"gateway_check_timeout_s={settings.gateway_check_timeout_s:g}: a hung region is marked down up to "
+            f"{detect_s:g} s after it hangs ({CHECK_FALL} checks of that timeout, {CHECK_INTER_S:g} s apart), but "
+            f"a request sent to it starts its last attempt after {last_attempt_s:g} s (retries {profile.retries} x "
+            f"gateway_timeout_server_s={timeout_s:g}); lower the check timeout or raise the server timeout")
 
 
 class GatewayProfile(BaseModel):
@@ -59,6 +88,7 @@ def render_haproxy_config(
     profile = profile or GatewayProfile()
     a, b = settings.region_a, settings.region_b
     timeout_s = profile.timeout_server_s or settings.gateway_timeout_server_s
+    check_retry_margin(settings, profile, timeout_s)
     retry_on = "conn-failure empty-response 502 503 504" + (" response-timeout" if profile.retry_on_timeout else "")
     observe = " observe layer7 error-limit 1 on-error mark-down" if profile.passive_checks else ""
     retries = (f"    retries {profile.retries}\n    option redispatch 1\n    retry-on {retry_on}\n"
@@ -96,7 +126,7 @@ defaults
     timeout check {int(settings.gateway_check_timeout_s * 1000)}ms
 {retries}    # Passive checks too (observe layer7, on-error mark-down): a 5xx that is a request's final
     # answer (its retries spent) marks the server down at once. A retried one is not counted.
-    default-server inter 250ms fastinter 250ms downinter 500ms fall 2 rise 2 slowstart 10s{observe}
+    default-server inter {int(CHECK_INTER_S * 1000)}ms fastinter {int(CHECK_INTER_S * 1000)}ms downinter 500ms fall {CHECK_FALL} rise 2 slowstart 10s{observe}
 
 frontend llm_gateway
     bind {settings.host}:{port or settings.gateway_port}

@@ -221,8 +221,8 @@ def test_killed_drill_process_leaves_no_fault_after_its_lease(healthy: PlatformS
 
 
 def test_region_outage_in_sync_mode_loses_no_acknowledged_turn(healthy: PlatformSettings) -> None:
-    # With the session's generous timeouts a hung region is marked down only after ~16 s (two 8 s
-    # checks), so this fault lasts long enough for the traffic to move while it is in place.
+    # With the session's generous timeouts a hung region is marked down only after up to 8.5 s (two
+    # 4 s checks), so this fault lasts long enough for the traffic to move while it is in place.
     result = failover_drill(experiment=experiment("region-outage", duration_s=30))
     m = result["measurements"]
     assert result["status"] == "passed", result["reasons"]

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from deployments.settings import PlatformSettings
-from deployments.stack.haproxy_config import render_haproxy_config
+from deployments.stack.haproxy_config import GatewayConfigError, GatewayProfile, render_haproxy_config
 from deployments.stack.redis_config import render_redis_config
 
 
@@ -35,6 +35,19 @@ def test_haproxy_config_makes_region_b_a_warm_standby(settings: PlatformSettings
 def test_haproxy_config_timeout_follows_settings(tmp_path: Path) -> None:
     cfg = render_haproxy_config(PlatformSettings(state_dir=tmp_path, gateway_timeout_server_s=2.5))
     assert "timeout server 2500ms" in cfg
+
+
+def test_gateway_timeouts_must_mark_a_hung_region_down_before_the_last_retry(tmp_path: Path) -> None:
+    # Checks of 8 s (two to mark down: up to 16.5 s) against two retries of 6 s: the third attempt
+    # of a request sent to the hung region would meet it still up, and time out.
+    with pytest.raises(GatewayConfigError, match=r"gateway_check_timeout_s=8: .* up to 16.5 s .* after 12 s"):
+        render_haproxy_config(PlatformSettings(state_dir=tmp_path, gateway_timeout_server_s=6, gateway_check_timeout_s=8))
+    cfg = render_haproxy_config(PlatformSettings(state_dir=tmp_path, gateway_timeout_server_s=6, gateway_check_timeout_s=4))
+    assert "timeout check 4000ms" in cfg and "fall 2" in cfg and "inter 250ms" in cfg
+    # A gateway that never retries a timeout has no last retry to protect (drills test such a one).
+    no_retries = GatewayProfile(retries=0, retry_on_timeout=False)
+    assert "retries 0" in render_haproxy_config(
+        PlatformSettings(state_dir=tmp_path, gateway_timeout_server_s=6, gateway_check_timeout_s=8), no_retries)
 
 
 def test_haproxy_accepts_the_generated_config(settings: PlatformSettings, tmp_path: Path) -> None:
