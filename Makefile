@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 VENV := .venv
 PY := $(VENV)/bin/python
-INSTALL_INPUTS := requirements.lock requirements-nodeps.lock pyproject.toml deployments/install.sh tasks/_twin_md5.c
+INSTALL_INPUTS := requirements.lock requirements-nodeps.lock pyproject.toml deployments/install.sh tasks/_twin_md5.c tasks/_md5_lanes.c
 # Named by the inputs' content, not their mtime: any change to them means a new install.
 STAMP := $(VENV)/.installed-$(shell cat $(INSTALL_INPUTS) 2>/dev/null | sha256sum | cut -c1-16)
 # PostgreSQL (the server's database with LLMR_DATABASE=postgresql) keeps its programs off PATH.

@@ -17,9 +17,9 @@ import struct
 from typing import Any, Protocol
 
 try:
-    from tasks._twin_md5 import compress2
+    from tasks._twin_md5 import compress1, compress2
 except ImportError:  # not compiled here: the hashlib path below gives the same digests
-    compress2 = None
+    compress1 = compress2 = None
 
 NATIVE = compress2 is not None
 BLOCK = 64
@@ -34,10 +34,16 @@ class PartsAndWhole(Protocol):
 
 
 def parts_and_whole_md5(part_size: int, size: int | None = None) -> PartsAndWhole:
-    """The fastest hasher that gives both for parts of ``part_size``. An object of ``size`` bytes
-    that fits in one part needs one MD5 only: its part is the whole."""
+    """The fastest hasher that gives both for parts of ``part_size``: the shared AVX-512 lanes
+    (``tasks.md5_lanes``) where they run, else ``TwinMD5``, else hashlib. An object of ``size``
+    bytes that fits in one part needs one MD5 only: its part is the whole."""
     if part_size <= 0:
         raise ValueError(f"part size must be positive, got {part_size}")
+    if part_size % BLOCK == 0:
+        from tasks import md5_lanes  # it imports this module
+
+        if md5_lanes.ENGINE is not None:
+            return md5_lanes.LanedTwinMD5(part_size, size)
     if NATIVE and part_size % BLOCK == 0 and (size is None or size > part_size):
         return TwinMD5(part_size)
     return SplitMD5(part_size)

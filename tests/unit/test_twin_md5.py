@@ -57,9 +57,12 @@ def test_split_takes_any_part_size() -> None:
     assert (h.part_digests(), h.whole_digest()) == _expected(data, 1000)
 
 
-def test_the_compiled_twin_is_built_and_chosen() -> None:
+def test_the_compiled_twin_is_built_and_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
     """`make install` compiles tasks/_twin_md5.c; without it verification costs ~1.8x the CPU."""
     assert twin_md5.NATIVE, "tasks._twin_md5 was not compiled: run `uv pip install -e .` (needs a C compiler)"
+    from tasks import md5_lanes
+
+    monkeypatch.setattr(md5_lanes, "ENGINE", None)  # the AVX-512 lanes come first where they run
     assert isinstance(parts_and_whole_md5(16 * 1024 * 1024), TwinMD5)
     assert isinstance(parts_and_whole_md5(1000), SplitMD5)  # parts not whole blocks: the states would fall out of step
 
@@ -76,6 +79,10 @@ def test_twin_refuses_what_it_cannot_do() -> None:
         twin_md5.compress2(bytearray(15), other, b"x" * 64)
     with pytest.raises(TypeError):
         twin_md5.compress2(bytes(16), other, b"x" * 64)  # a state must be writable
+    with pytest.raises(ValueError, match="whole 64-byte blocks"):
+        twin_md5.compress1(state, b"x" * 65)
+    with pytest.raises(TypeError):
+        twin_md5.compress1(bytes(16), b"x" * 64)
 
 
 def test_split_hashes_part_one_once_and_carries_its_state_on(monkeypatch: pytest.MonkeyPatch) -> None:
