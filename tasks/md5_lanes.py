@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tasks import twin_md5
-from tasks.twin_md5 import _INIT, BLOCK
+from tasks.twin_md5 import BLOCK, TwinMD5
 
 try:
     from tasks._md5_lanes import compress16, has_avx512
@@ -181,76 +181,47 @@ class LaneEngine:
 ENGINE = LaneEngine() if AVAILABLE else None
 
 
-class LanedTwinMD5:
-    """``TwinMD5``'s part and whole-object MD5s, hashed by the shared ``LaneEngine``. An object
-    that fits in one part has one chain (its part is the whole)."""
+class LanedTwinMD5(TwinMD5):
+    """``TwinMD5`` whose blocks are hashed by the shared ``LaneEngine``. An object that fits in
+    one part has one chain (its part is the whole)."""
 
     def __init__(self, part_size: int, size: int | None = None, *, engine: LaneEngine | None = None) -> None:
-        if part_size <= 0 or part_size % BLOCK:
-            raise ValueError(f"LanedTwinMD5 needs a part size that is a positive multiple of {BLOCK}, got {part_size}")
+        super().__init__(part_size)
         engine = engine or ENGINE
         if engine is None:
             raise RuntimeError("the MD5 lanes are not available here (tasks._md5_lanes, AVX-512)")
-        self.part_size = part_size
         self._engine = engine
         self._single = size is not None and size <= part_size
-        self._whole = bytearray(_INIT)
-        self._part = self._whole if self._single else bytearray(_INIT)
         self._group = ChainGroup([self._whole] if self._single else [self._part, self._whole])
-        self._tail = bytearray()
-        self._in_part = 0
-        self._total = 0
-        self._part_states: list[bytes] = []  # state of every finished part, set by the engine
 
     def update(self, data: bytes | memoryview) -> None:
-        view = memoryview(data).cast("B")
-        while len(view):
-            take = min(len(view), self.part_size - self._in_part)
-            if not take:  # one chain only: the object was announced as fitting in one part
-                raise ValueError(f"more than the {self.part_size} bytes announced")
-            self._feed(view[:take])
-            view = view[take:]
-            if self._in_part == self.part_size and not self._single:  # the tail is empty: parts are whole blocks
-                self._engine.after(self._group, self._close_part)
-                self._in_part = 0
+        if self._single and self._total + memoryview(data).nbytes > self.part_size:
+            raise ValueError(f"more than the {self.part_size} bytes announced")
+        super().update(data)
         if not isinstance(data, bytes):
             self._engine.flush(self._group)  # the caller may reuse its buffer
 
-    def _close_part(self) -> None:
-        self._part_states.append(bytes(self._part))
-        self._part[:] = _INIT
+    def _blocks(self, data: bytes | memoryview) -> None:
+        self._engine.submit(self._group, data)
 
-    def _feed(self, view: memoryview) -> None:
-        self._in_part += len(view)
-        self._total += len(view)
-        if self._tail:
-            fill = min(BLOCK - len(self._tail), len(view))
-            self._tail += view[:fill]
-            view = view[fill:]
-            if len(self._tail) < BLOCK:
-                return
-            self._engine.submit(self._group, bytes(self._tail))
-            self._tail.clear()
-        whole = len(view) - len(view) % BLOCK
-        if whole:
-            self._engine.submit(self._group, view[:whole])
-        self._tail += view[whole:]
+    def _close_part(self) -> None:
+        if self._single:  # exactly one full part: its digest is the whole object's
+            self._engine.after(self._group, lambda: self._digests.append(twin_md5._finish(self._whole, b"", self.part_size)))
+        else:
+            self._engine.after(self._group, super()._close_part)
 
     def part_digests(self) -> list[bytes]:
         self._engine.flush(self._group)
-        digests = [twin_md5._finish(state, b"", self.part_size) for state in self._part_states]
-        if self._in_part:
-            digests.append(twin_md5._finish(self._part, bytes(self._tail), self._in_part))
-        return digests
+        if self._single and self._in_part:
+            return [self.whole_digest()]
+        return super().part_digests()
 
     def part_digest(self, number: int) -> bytes:
         self._engine.flush(self._group)
-        if number <= len(self._part_states):
-            return twin_md5._finish(self._part_states[number - 1], b"", self.part_size)
-        if number == len(self._part_states) + 1 and self._in_part:
-            return twin_md5._finish(self._part, bytes(self._tail), self._in_part)
-        raise IndexError(f"part {number} has no bytes yet ({len(self._part_states)} finished)")
+        if self._single and self._in_part and number == 1:
+            return self.whole_digest()
+        return super().part_digest(number)
 
     def whole_digest(self) -> bytes:
         self._engine.flush(self._group)
-        return twin_md5._finish(self._whole, bytes(self._tail), self._total)
+        return super().whole_digest()

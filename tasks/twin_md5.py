@@ -81,9 +81,16 @@ class TwinMD5:
             self._feed(view[:take])
             view = view[take:]
             if self._in_part == self.part_size:  # the tail is empty here: parts are whole blocks
-                self._digests.append(_finish(self._part, b"", self.part_size))
-                self._part[:] = _INIT
+                self._close_part()
                 self._in_part = 0
+
+    def _close_part(self) -> None:
+        self._digests.append(_finish(self._part, b"", self.part_size))
+        self._part[:] = _INIT
+
+    def _blocks(self, data: bytes | memoryview) -> None:
+        """Advance both states over whole blocks (``tasks.md5_lanes`` defers this to its engine)."""
+        compress2(self._part, self._whole, data)
 
     def _feed(self, view: memoryview) -> None:
         self._in_part += len(view)
@@ -94,11 +101,11 @@ class TwinMD5:
             view = view[fill:]
             if len(self._tail) < BLOCK:
                 return
-            compress2(self._part, self._whole, bytes(self._tail))
+            self._blocks(bytes(self._tail))
             self._tail.clear()
         whole = len(view) - len(view) % BLOCK
         if whole:
-            compress2(self._part, self._whole, view[:whole])
+            self._blocks(view[:whole])
         self._tail += view[whole:]
 
     def part_digests(self) -> list[bytes]:
