@@ -69,7 +69,8 @@ class LaneEngine:
         self._cond = threading.Condition()
         self._waiting: dict[ChainGroup, None] = {}  # groups with jobs, oldest first
         self._running = False
-        self.passes: list[tuple[int, int]] = []  # (busy lanes, blocks) of each 16-lane pass
+        # (busy lanes, blocks) of the latest 16-lane passes; bounded, as a worker lives for days
+        self.passes: deque[tuple[int, int]] = deque(maxlen=4096)
 
     def submit(self, group: ChainGroup, data: bytes | memoryview) -> None:
         """Queue whole blocks for ``group``'s states; may hash everyone's waiting bytes first."""

@@ -110,7 +110,7 @@ def test_bytes_wait_until_enough_chains_have_some_then_share_one_pass() -> None:
     twins = [LanedTwinMD5(16 * KIB, engine=engine) for _ in datas]
     for twin, data in zip(twins[:3], datas):
         twin.update(data)
-    assert engine.passes == []
+    assert not engine.passes
     twins[3].update(datas[3])
     assert engine.passes and {lanes for lanes, _ in engine.passes} == {8}
     # Every byte once per chain (its part chain and its whole chain), no more.
