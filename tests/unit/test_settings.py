@@ -114,3 +114,21 @@ def test_unknown_database_names_the_field(monkeypatch: pytest.MonkeyPatch, tmp_p
     with pytest.raises(ValidationError) as err:
         PlatformSettings(state_dir=tmp_path)
     assert "database" in str(err.value)
+
+
+def test_model_servers_split_the_cores_so_their_threads_never_outnumber_them(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """llama.cpp's threads spin while they wait: two servers each using every core ran 3.5x slower."""
+    from deployments.stack.components import build_components
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert PlatformSettings(state_dir=tmp_path).model_server_threads == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    settings = PlatformSettings(state_dir=tmp_path)
+    assert settings.model_server_threads == 8
+    for llm in (c for c in build_components(settings) if c.name.startswith("llm-")):
+        argv = " ".join(llm.argv)
+        assert "--n_threads 8 " in argv and "--n_threads_batch 8 " in argv, argv
+    assert PlatformSettings(state_dir=tmp_path, llm_threads=3).model_server_threads == 3
+    with pytest.raises(ValidationError, match="llm_threads"):
+        PlatformSettings(state_dir=tmp_path, llm_threads=0)
