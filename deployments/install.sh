@@ -13,7 +13,7 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
   exit 1
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip --version >/dev/null 2>&1 || .venv/bin/python -m ensurepip -q
+.venv/bin/python -m pip --version >/dev/null 2>&1 || .venv/bin/python -m ensurepip
 [ "$(.venv/bin/uv --version 2>/dev/null)" = "uv $UV_VERSION" ] || .venv/bin/python -m pip install -q "uv==$UV_VERSION"
 
 export VIRTUAL_ENV="$PWD/.venv"
