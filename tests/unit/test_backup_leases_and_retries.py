@@ -108,8 +108,12 @@ def test_a_removed_lock_is_lost(tmp_path: Path) -> None:
 
 def test_a_held_lock_is_renewed_for_work_longer_than_its_lease(tmp_path: Path) -> None:
     repo = local_repo(tmp_path / "repo")
-    lock = repo.acquire_lock("backup", lease=timedelta(seconds=0.4))
-    time.sleep(1.2)  # three leases long
+    # Renewed every 0.5 s, so the renewer may stall up to 1.5 s (a loaded 2-core CI host starting
+    # the test stack stalled it past a 0.4 s lease) before the lease lapses.
+    lock = repo.acquire_lock("backup", lease=timedelta(seconds=2))
+    first_expiry = lock.expires_at
+    time.sleep(5)  # two and a half leases long
+    assert lock.expires_at > first_expiry + timedelta(seconds=2)  # renewed, not just still young
     lock.check()
     with pytest.raises(RepositoryLocked, match="running backup"):
         repo.acquire_lock("prune")
