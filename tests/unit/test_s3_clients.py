@@ -36,7 +36,28 @@ def test_an_observer_on_one_client_never_sees_another_clients_events() -> None:
 
 
 def test_clients_can_be_created_from_many_threads_at_once() -> None:
+    loc = S3Location("threads", "bucket", "", "http://127.0.0.1:11", access_key_id="AKIDTHREADS", secret_access_key="s")
     with ThreadPoolExecutor(8) as pool:
-        clients = list(pool.map(lambda _: LOC.client(), range(32)))
-    assert len({id(c) for c in clients}) == 32
-    assert all(c.meta.endpoint_url == "http://127.0.0.1:9" for c in clients)
+        clients = list(pool.map(lambda _: loc.client(), range(32)))
+    assert len({id(c) for c in clients}) == 1  # one shared client, however many threads asked at once
+    assert clients[0].meta.endpoint_url == "http://127.0.0.1:11"
+
+
+def test_a_client_is_shared_only_by_the_same_location_and_settings() -> None:
+    shared = LOC.client(max_attempts=3, read_timeout=10)
+    assert LOC.client(max_attempts=3, read_timeout=10) is shared
+    assert LOC.client(max_attempts=3, read_timeout=11) is not shared
+    assert LOC.client(max_attempts=4, read_timeout=10) is not shared
+    rotated = S3Location("unit", "bucket", "", "http://127.0.0.1:9", access_key_id="AKIDUNIT", secret_access_key="rotated")
+    assert rotated.client(max_attempts=3, read_timeout=10) is not shared  # new credentials, new client
+    watched = LOC.client(max_attempts=3, read_timeout=10, observer=lambda **_: None)
+    assert watched is not shared and watched is not LOC.client(max_attempts=3, read_timeout=10, observer=lambda **_: None)
+
+
+def test_the_shared_clients_are_bounded() -> None:
+    first = S3Location("lru", "bucket", "", "http://127.0.0.1:12", access_key_id="AKIDLRU", secret_access_key="s").client()
+    for n in range(s3_location.CLIENT_CACHE_SIZE):
+        S3Location("lru", "bucket", "", f"http://127.0.0.1:{2000 + n}", access_key_id="AKIDLRU", secret_access_key="s").client()
+    assert len(s3_location._clients) == s3_location.CLIENT_CACHE_SIZE
+    again = S3Location("lru", "bucket", "", "http://127.0.0.1:12", access_key_id="AKIDLRU", secret_access_key="s").client()
+    assert again is not first  # the least recently used was dropped
