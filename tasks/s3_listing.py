@@ -101,7 +101,7 @@ def list_location(
             page = _fetch_page(client, http, kwargs, attempts)
             for key, size, etag, mtime in page.objects:
                 rel = location.relative_key(key)
-                if not rel or not key.startswith(location.prefix) or any(key.startswith(p) for p in exclude_prefixes):
+                if not rel or not key.startswith(location.prefix) or (exclude_prefixes and key.startswith(exclude_prefixes)):
                     continue
                 listing.objects[rel] = ObjectInfo(key=rel, size=size, etag=etag, last_modified=mtime)
             if not page.truncated:

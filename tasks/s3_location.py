@@ -134,6 +134,9 @@ class S3Location:
                 # our MD5 after the PUT. SigV4's payload SHA-256 (botocore does it on plain http)
                 # would be a second pass over every byte, and impossible on a one-way stream.
                 s3={"addressing_style": "path", "payload_signing_enabled": False},
+                # Presigned URLs (the listing's) default to SigV2 in botocore, which AWS refuses
+                # in every region opened since 2014; SigV4 works everywhere.
+                signature_version="s3v4",
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
             ),
@@ -162,17 +165,27 @@ def location_from_target(target: StorageTarget, label: str) -> S3Location:
     )
 
 
+def _status(exc: ClientError) -> int | None:
+    return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+
+
 def check_reachable(location: S3Location) -> None:
     """Fail with a ConfigurationError naming the target when its bucket is missing or the
     credentials are refused; called before anything is copied or deleted."""
     client = location.client(max_attempts=3, connect_timeout=3, read_timeout=10)
     try:
-        client.head_bucket(Bucket=location.bucket)
-        client.list_objects_v2(Bucket=location.bucket, Prefix=location.prefix, MaxKeys=1)
+        try:
+            client.head_bucket(Bucket=location.bucket)
+        except ClientError as exc:
+            if _status(exc) != 403:
+                raise
+            # HeadBucket needs ListBucket on the whole bucket; a policy that allows listing only
+            # under the prefix refuses it, and the listing the run needs is what decides.
+            client.list_objects_v2(Bucket=location.bucket, Prefix=location.prefix, MaxKeys=1)
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        status = _status(exc)
         if code in {"404", "NoSuchBucket"} or status == 404:
             raise ConfigurationError(
                 f"storage-target/{location.label}: bucket {location.bucket!r} does not exist at "

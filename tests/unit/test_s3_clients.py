@@ -61,3 +61,11 @@ def test_the_shared_clients_are_bounded() -> None:
     assert len(s3_location._clients) == s3_location.CLIENT_CACHE_SIZE
     again = S3Location("lru", "bucket", "", "http://127.0.0.1:12", access_key_id="AKIDLRU", secret_access_key="s").client()
     assert again is not first  # the least recently used was dropped
+
+
+def test_presigned_listing_urls_are_signed_with_sigv4() -> None:
+    """The listing fetches presigned URLs; botocore's default there is SigV2, which AWS refuses in
+    every region opened since 2014."""
+    url = LOC.client().generate_presigned_url("list_objects_v2", Params={"Bucket": "bucket", "MaxKeys": 1000}, ExpiresIn=60)
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url
+    assert "AWSAccessKeyId=" not in url
