@@ -1,7 +1,9 @@
 """Start, recognise and stop the platform's processes by PID, never by name.
 
 A PID file records the PID *and* the process start time: a PID the kernel has since handed
-to another program is not ours, and is never signalled.
+to another program is not ours, and is never signalled. On Linux the start time compared is the
+kernel's, counted from boot: the wall-clock one (psutil's ``create_time``, boot time + that) moves
+whenever the clock is stepped, and a step during a run made every live component look gone.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class PidRecord:
     pid: int
     create_time: float
     argv: list[str]
+    started_after_boot: float | None = None  # seconds, from /proc/<pid>/stat; None off Linux
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,13 +42,33 @@ class PidRecord:
             return None
 
 
+def started_after_boot(pid: int) -> float | None:
+    """Seconds from boot to the start of ``pid`` (field 22 of /proc/<pid>/stat, in clock ticks):
+    fixed for the life of the process whatever the wall clock does; None where there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        fields = stat[stat.rindex(b")") + 2:].split()  # the command name may hold spaces and ')'
+        return int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def same_start(record: PidRecord, proc: psutil.Process) -> bool:
+    """Is ``proc`` the process the record was written for, and not a later one given its PID?"""
+    if record.started_after_boot is not None:
+        now = started_after_boot(proc.pid)
+        if now is not None:
+            return abs(now - record.started_after_boot) < 0.005  # the same tick
+    return abs(proc.create_time() - record.create_time) <= 0.05
+
+
 def live_process(record: PidRecord | None) -> psutil.Process | None:
     """The process the record names, if it still runs and is the one we started."""
     if record is None:
         return None
     try:
         proc = psutil.Process(record.pid)
-        if abs(proc.create_time() - record.create_time) > 0.05:
+        if not same_start(record, proc):
             return None
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
@@ -77,7 +100,8 @@ def start_process(
             cwd=cwd,
             start_new_session=True,
         )
-    record = PidRecord(component=component, pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(), argv=argv)
+    record = PidRecord(component=component, pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(), argv=argv,
+                       started_after_boot=started_after_boot(proc.pid))
     record.save(pid_path)
     return record
 
