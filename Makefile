@@ -55,10 +55,13 @@ demo: deploy
 # The whole suite on SQLite, then the integration tier again with the Prefect server on PostgreSQL.
 test: test-system-deps $(STAMP)
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
-	# The integration tier again with the server on PostgreSQL; drills exercise the gateway and the
-	# regions, not the server's database, so they run once (above).
+	# The integration tier again with the server on PostgreSQL. Drills exercise the gateway and the
+	# regions, and the replication copy tests the two stores, not the server's database, so they run
+	# once (above); test_replication_sync_and_events keeps replication's runs and events on PostgreSQL.
 	LLMR_TEST_DATABASE=postgresql $(PY) -m pytest -ra tests/integration \
-		--deselect tests/integration/test_failover_drills.py --deselect tests/integration/test_regional_failover.py $(PYTEST_ARGS)
+		--deselect tests/integration/test_failover_drills.py --deselect tests/integration/test_regional_failover.py \
+		--deselect tests/integration/test_replication.py --deselect tests/integration/test_replication_single_read.py \
+		--deselect tests/integration/test_replication_source_parts.py $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -ra tests/unit $(PYTEST_ARGS)
