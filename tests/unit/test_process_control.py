@@ -2,6 +2,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,52 +25,46 @@ def _start(tmp_path: Path, argv: list[str]) -> PidRecord:
     return start_process("sleeper", argv, env={}, log_path=tmp_path / "x.log", pid_path=tmp_path / "x.pid")
 
 
-def test_pid_file_round_trips_and_names_a_live_process(tmp_path: Path) -> None:
+@pytest.fixture
+def sleeper(tmp_path: Path) -> Iterator[PidRecord]:
+    """A process of ours that outlives the test unless the test stops it."""
     record = _start(tmp_path, ["sleep", "30"])
-    try:
-        assert PidRecord.load(tmp_path / "x.pid") == record
-        assert live_process(record) is not None
-    finally:
-        stop_process(record)
-    assert live_process(record) is None
+    yield record
+    stop_process(record)
 
 
-def test_a_reused_pid_is_not_mistaken_for_ours(tmp_path: Path) -> None:
-    record = _start(tmp_path, ["sleep", "30"])
-    try:
-        impostor = replace(record, create_time=record.create_time - 1000,
-                           started_after_boot=record.started_after_boot and record.started_after_boot - 1000)
-        assert live_process(impostor) is None
-        assert stop_process(impostor) is False  # never signals a process it did not start
-        assert live_process(record) is not None
-    finally:
-        stop_process(record)
+def test_pid_file_round_trips_and_names_a_live_process(sleeper: PidRecord, tmp_path: Path) -> None:
+    assert PidRecord.load(tmp_path / "x.pid") == sleeper
+    assert live_process(sleeper) is not None
+    stop_process(sleeper)
+    assert live_process(sleeper) is None
+
+
+def test_a_reused_pid_is_not_mistaken_for_ours(sleeper: PidRecord) -> None:
+    impostor = replace(sleeper, create_time=sleeper.create_time - 1000,
+                       started_after_boot=sleeper.started_after_boot and sleeper.started_after_boot - 1000)
+    assert live_process(impostor) is None
+    assert stop_process(impostor) is False  # never signals a process it did not start
+    assert live_process(sleeper) is not None
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="boot-relative start times come from Linux /proc")
-def test_a_wall_clock_step_does_not_make_a_live_process_look_gone(tmp_path: Path) -> None:
+def test_a_wall_clock_step_does_not_make_a_live_process_look_gone(sleeper: PidRecord, tmp_path: Path) -> None:
     """psutil's create_time is boot time + the kernel's start, and boot time is derived from the
     wall clock: a clock step moves it by whole seconds. The record's kernel start still matches."""
-    record = _start(tmp_path, ["sleep", "30"])
-    try:
-        assert record.started_after_boot is not None
-        assert record.started_after_boot == started_after_boot(record.pid)
-        stepped = replace(record, create_time=record.create_time - 1.0)  # as read before a 1 s step
-        assert live_process(stepped) is not None
-        assert PidRecord.load(tmp_path / "x.pid") == record
-    finally:
-        stop_process(record)
-    assert live_process(record) is None
+    assert sleeper.started_after_boot is not None
+    assert sleeper.started_after_boot == started_after_boot(sleeper.pid)
+    stepped = replace(sleeper, create_time=sleeper.create_time - 1.0)  # as read before a 1 s step
+    assert live_process(stepped) is not None
+    assert PidRecord.load(tmp_path / "x.pid") == sleeper
+    stop_process(sleeper)
+    assert live_process(sleeper) is None
 
 
-def test_a_record_without_a_boot_relative_start_falls_back_to_create_time(tmp_path: Path) -> None:
-    record = _start(tmp_path, ["sleep", "30"])
-    try:
-        old_format = replace(record, started_after_boot=None)
-        assert live_process(old_format) is not None
-        assert live_process(replace(old_format, create_time=record.create_time - 1.0)) is None
-    finally:
-        stop_process(record)
+def test_a_record_without_a_boot_relative_start_falls_back_to_create_time(sleeper: PidRecord) -> None:
+    old_format = replace(sleeper, started_after_boot=None)
+    assert live_process(old_format) is not None
+    assert live_process(replace(old_format, create_time=sleeper.create_time - 1.0)) is None
 
 
 def test_stop_takes_the_children_of_the_process_group_too(tmp_path: Path) -> None:
