@@ -85,6 +85,10 @@ class ReplicationParams(StrictInput):
     batch_mib: int = Field(default=4096, ge=1, description="Bytes per copy task run.")
     verify_readback: bool = Field(default=False, description="Also read every copied object back and compare SHA-256.")
     max_request_attempts: int = Field(default=8, ge=1, le=20, description="Attempts per S3 request (backoff + jitter).")
+    abort_after_refusals: int = Field(
+        default=20, ge=0, description="Stop copying to a destination once this many objects in a row were refused "
+        "(AccessDenied, NoSuchBucket, a revoked key ...); the rest count as pending, deletes are skipped. 0: never stop.",
+    )
     resume_dir: str = Field(default_factory=default_resume_dir, description="Where multipart copies record completed parts.")
     fail_on_errors: bool = Field(default=True, description="End the run Failed when an object failed or deletes were blocked.")
     task_runner: TaskRunnerSettings = Field(
@@ -121,6 +125,7 @@ class ReplicationParams(StrictInput):
             multipart_threshold=self.multipart_threshold_mib * MIB, part_size=self.part_size_mib * MIB,
             concurrency=self.concurrency, large_concurrency=self.large_concurrency, part_concurrency=self.part_concurrency,
             buffer_bytes=self.buffer_mib * MIB, verify_readback=self.verify_readback, max_request_attempts=self.max_request_attempts,
+            abort_after_refusals=self.abort_after_refusals,
             resume_dir=Path(self.resume_dir),
         )
 
@@ -185,8 +190,8 @@ def replicate(params: ReplicationParams | None = None) -> ReplicationReport:
     publish_report(report)
     emit_report_events(report, params)
     if params.fail_on_errors and not report.ok:
-        reasons = [f"{d.destination}: {d.failed_objects} failed" + (f"; {d.deletes_blocked}" if d.deletes_blocked else "")
-                   for d in report.destinations]
+        reasons = [f"{d.destination}: {d.failed_objects} failed" + (f"; stopped: {d.aborted}" if d.aborted else "")
+                   + (f"; {d.deletes_blocked}" if d.deletes_blocked else "") for d in report.destinations]
         raise ReplicationIncomplete("replication incomplete: " + "; ".join(reasons), report)
     return report
 
@@ -214,7 +219,9 @@ def _copy_and_delete(
         progress_id = create_progress_artifact(
             progress=0.0, key=PROGRESS_ARTIFACT_KEY, description=f"objects copied (or failed) to {d.destination}, by bytes"
         )
+    done = 0
     for result in iter_batches(copy_batch, work, submit=submit):
+        done += 1
         for o in result.outcomes:
             if o.status == "copied":
                 d.copied_objects += 1
@@ -226,6 +233,9 @@ def _copy_and_delete(
                     unchecked_why = unchecked_why or f"{o.key}: {o.unchecked}"
             elif o.status == "vanished":
                 d.vanished_objects += 1
+            elif o.status == "not_attempted":
+                d.not_attempted_objects += 1
+                d.not_attempted_bytes += o.size
             else:
                 d.failed.append(FailedObject(key=o.key, size=o.size, error=o.error or "unknown error"))
         d.retries += result.retries
@@ -235,7 +245,17 @@ def _copy_and_delete(
         d.lowest_concurrency = min(d.lowest_concurrency or result.lowest_concurrency, result.lowest_concurrency)
         progress.add(result.outcomes)
         show_progress(progress, d.destination, logger, progress_id, update_progress_artifact)
-    if params.delete and plan.delete_blocked is None:
+        if result.aborted and d.aborted is None:
+            d.aborted = result.aborted
+            logger.error("%s: copy stopped: %s", d.destination, result.aborted)
+        if d.aborted and not submit:
+            break  # in the flow process: the batches not started yet are not started at all
+    for _, _, batch, _ in work[done:]:
+        d.not_attempted_objects += len(batch)
+        d.not_attempted_bytes += sum(o.size for o in batch)
+    if d.aborted and params.delete and plan.delete and d.deletes_blocked is None:
+        d.deletes_blocked = f"{len(plan.delete)} delete(s) not attempted: the copy stopped on refusals"
+    if params.delete and plan.delete_blocked is None and d.aborted is None:
         deleted = delete_batch(destination, plan.delete, params.quarantine_prefix, params.quarantine_days, params.concurrency)
         d.deleted_objects = len(deleted.deleted)
         d.deleted_bytes = sum(o.size for o in deleted.deleted)
@@ -249,8 +269,8 @@ def _copy_and_delete(
             d.destination, len(d.unchecked_reads), unchecked_why,
         )
     d.lag = LagFigures.of(lags)
-    d.pending_objects = len(d.failed)
-    d.pending_bytes = d.failed_bytes
+    d.pending_objects = len(d.failed) + d.not_attempted_objects
+    d.pending_bytes = d.failed_bytes + d.not_attempted_bytes
     d.duration_s = time.monotonic() - started
     logger.info(
         "%s -> %s: copied %d (%.1f MiB), deleted %d, skipped %d, failed %d, retries %d, lag p50 %s s",
@@ -292,9 +312,10 @@ def emit_report_events(report: ReplicationReport, params: ReplicationParams) -> 
             **d.lag.model_dump(mode="json"), "pending_objects": d.pending_objects, "pending_bytes": d.pending_bytes,
             "prefix": params.prefix,
         })
-        if d.failed or d.deletes_blocked:
+        if d.failed or d.deletes_blocked or d.aborted:
             emit_event(event=f"{EVENT_PREFIX}.failed", resource=_resource(d), payload={
-                "failed_objects": d.failed_objects, "failed_bytes": d.failed_bytes,
+                "failed_objects": d.failed_objects, "failed_bytes": d.failed_bytes, "aborted": d.aborted,
+                "not_attempted_objects": d.not_attempted_objects,
                 "failed": [f.model_dump() for f in d.failed[:100]], "deletes_blocked": d.deletes_blocked,
                 "prefix": params.prefix,
             })

@@ -39,6 +39,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tasks.adaptive_concurrency import AdaptiveLimiter, WireStats
+from tasks.copy_breaker import REFUSALS, CopyBreaker
 from tasks.multipart_resume import ResumeRecord, ResumeStore
 from tasks.opaque_etags import UnsupportedEncryption, refuse_opaque_object
 from tasks.part_streaming import (
@@ -102,6 +103,7 @@ class CopySettings:
     verify_readback: bool = False  # also GET every copied object and compare SHA-256
     object_attempts: int = 3  # whole-object retries on top of botocore's per-request retries
     max_request_attempts: int = 8
+    abort_after_refusals: int = 20  # refusals in a row that stop the batch (``tasks.copy_breaker``); 0: never
     resume_dir: Path = Path(".state/replication/uploads")
 
 
@@ -109,8 +111,10 @@ class CopySettings:
 class CopyOutcome:
     key: str
     size: int
-    status: str  # copied | vanished | failed
+    status: str  # copied | vanished | failed | not_attempted (the batch stopped: ``BatchResult.aborted``)
     error: str | None = None
+    code: str | None = None  # the store's error code, when it answered one
+    operation: str | None = None  # the request it refused
     verified_at: float | None = None
     lag_s: float | None = None
     parts_resumed: int = 0
@@ -126,6 +130,7 @@ class BatchResult:
     server_errors: int = 0
     connection_errors: int = 0
     lowest_concurrency: int = 0
+    aborted: str | None = None  # why the batch stopped before trying every object
 
 
 def _b64(digest: bytes) -> str:
@@ -549,6 +554,7 @@ class ObjectCopier:
         method = self.copy_large if obj.size > s.multipart_threshold else self.copy_streamed if obj.size > s.in_memory_max else self.copy_small
         delays = backoff_delays(self.settings.object_attempts, base_s=0.5, cap_s=10)
         last_error = ""
+        code = operation = None
         for attempt in range(1, self.settings.object_attempts + 1):
             try:
                 outcome = method(obj)
@@ -561,15 +567,18 @@ class ObjectCopier:
                 break  # the same answer on every attempt
             except ClientError as exc:
                 err = exc.response.get("Error", {})
-                last_error = f"{err.get('Code')}: {err.get('Message')}"
-                if err.get("Code") in {"AccessDenied", "NoSuchBucket", "InvalidAccessKeyId"}:
+                code, operation = err.get("Code"), exc.operation_name
+                last_error = f"{code}: {err.get('Message')}"
+                if code in REFUSALS:
                     break
             except (BotoCoreError, VerificationFailed, OSError, ValueError) as exc:
+                code = operation = None
                 last_error = f"{type(exc).__name__}: {exc}"
             if attempt <= len(delays):
                 stats.add_retry()
                 time.sleep(delays[attempt - 1])
-        return CopyOutcome(key=obj.key, size=obj.size, status="failed", error=last_error[:500], attempts=attempt)
+        return CopyOutcome(key=obj.key, size=obj.size, status="failed", error=last_error[:500], attempts=attempt,
+                           code=code, operation=operation)
 
 
 def socket_stream(body: Any) -> Any:
@@ -587,19 +596,30 @@ def socket_stream(body: Any) -> Any:
 def copy_objects(
     source: S3Location, destination: S3Location, objects: list[ObjectInfo], settings: CopySettings
 ) -> BatchResult:
-    """Copy a batch with a bounded, adaptive worker pool; every object gets an outcome."""
+    """Copy a batch with a bounded, adaptive worker pool; every object gets an outcome. Once the
+    store has refused ``settings.abort_after_refusals`` objects in a row, the objects not started
+    yet are ``not_attempted`` and the result says why (``aborted``)."""
     limiter = AdaptiveLimiter(settings.concurrency)
+    breaker = CopyBreaker(settings.abort_after_refusals)
     stats = WireStats(limiter=limiter)
     copier = ObjectCopier(source, destination, settings, stats)
     large_gate = BoundedSemaphore(max(1, settings.large_concurrency))
 
+    def not_attempted(obj: ObjectInfo) -> CopyOutcome:
+        return CopyOutcome(key=obj.key, size=obj.size, status="not_attempted", error=breaker.reason, attempts=0)
+
     def work(obj: ObjectInfo) -> CopyOutcome:
+        if breaker.reason:
+            return not_attempted(obj)
         large = obj.size > settings.in_memory_max
         if large:
             large_gate.acquire()
         try:
             with limiter:
+                if breaker.reason:  # tripped while this one waited for a slot
+                    return not_attempted(obj)
                 outcome = copier.copy(obj, stats)
+                breaker.record(outcome)
             if outcome.status == "copied" and outcome.attempts == 1:
                 limiter.on_success()
             return outcome
@@ -616,5 +636,5 @@ def copy_objects(
         copier.close()
     return BatchResult(
         outcomes=outcomes, retries=stats.retries, throttles=stats.throttles, server_errors=stats.server_errors,
-        connection_errors=stats.connection_errors, lowest_concurrency=limiter.lowest,
+        connection_errors=stats.connection_errors, lowest_concurrency=limiter.lowest, aborted=breaker.reason,
     )

@@ -48,6 +48,10 @@ class DestinationReport(BaseModel):
     skipped_bytes: int = 0
     vanished_objects: int = 0  # deleted at the source between listing and copy
     failed: list[FailedObject] = Field(default_factory=list)
+    # not tried: the store refused object after object, so the copy stopped (``aborted`` says why)
+    not_attempted_objects: int = 0
+    not_attempted_bytes: int = 0
+    aborted: str | None = None
     # copied and checked at the destination, but nothing the source stored could check the bytes
     # read (a source written in parts whose part size its store does not report)
     unchecked_reads: list[str] = Field(default_factory=list)
@@ -81,7 +85,8 @@ class ReplicationReport(BaseModel):
 
     @property
     def ok(self) -> bool:
-        return all(not d.failed and d.deletes_blocked is None and d.source_listing_complete for d in self.destinations)
+        return all(not d.failed and d.aborted is None and d.deletes_blocked is None and d.source_listing_complete
+                   for d in self.destinations)
 
     def total(self, name: str) -> int:
         return sum(getattr(d, name) for d in self.destinations)
@@ -95,11 +100,12 @@ class ReplicationReport(BaseModel):
                 "deleted": d.deleted_objects, "deleted_MiB": round(d.deleted_bytes / 2**20, 2),
                 "skipped": d.skipped_objects, "skipped_MiB": round(d.skipped_bytes / 2**20, 2),
                 "failed": d.failed_objects, "failed_MiB": round(d.failed_bytes / 2**20, 2),
+                "not_attempted": d.not_attempted_objects,
                 "pending": d.pending_objects, "pending_MiB": round(d.pending_bytes / 2**20, 2),
                 "unchecked_reads": len(d.unchecked_reads),
                 "lag_p50_s": _r(d.lag.p50_s), "lag_p99_s": _r(d.lag.p99_s), "lag_max_s": _r(d.lag.max_s),
                 "retries": d.retries, "throttles": d.throttles,
-                "deletes_blocked": d.deletes_blocked or "",
+                "deletes_blocked": d.deletes_blocked or "", "aborted": d.aborted or "",
                 "duration_s": round(d.duration_s, 2),
             })
         return rows

@@ -11,7 +11,9 @@ do not support part lookups do: a HEAD for part 1 then describes the whole objec
 the wire that TCP did not catch), for checks of what a client does with bytes that changed;
 ``corrupt_request_when`` does the same to a matching request's body on its way to the store.
 ``reset_when`` closes matching requests' connections without an answer; ``not_implemented_when``
-answers them 501 NotImplemented, as stores without a feature (object tagging ...) do.
+answers them 501 NotImplemented, as stores without a feature (object tagging ...) do;
+``deny_when`` answers them 403 AccessDenied, as a store does to credentials its policy does not
+allow that request (e.g. keys that may read a bucket but not write it).
 Every request is recorded in ``exchanges`` (method, path with query, headers, status, and the
 answer's body for requests other than GET), so tests can read what went over the wire.
 Runs its own event loop in a thread; ``stop()`` closes it.
@@ -42,6 +44,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
               "content-length"}
 
 
+ACCESS_DENIED = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
 NOT_IMPLEMENTED = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code>'
     b"<Message>A header or query you provided implies functionality that is not implemented.</Message></Error>"
@@ -71,8 +74,10 @@ class FaultProxy:
                  fail_when: Predicate | None = None, deny_access_key: str | None = None,
                  hold_when: Predicate | None = None, ignore_part_number: bool = False,
                  corrupt_when: Predicate | None = None, corrupt_request_when: Predicate | None = None,
-                 reset_when: Predicate | None = None, not_implemented_when: Predicate | None = None) -> None:
+                 reset_when: Predicate | None = None, not_implemented_when: Predicate | None = None,
+                 deny_when: Predicate | None = None) -> None:
         self.upstream = upstream.rstrip("/")
+        self.deny_when = deny_when
         self.corrupt_request_when = corrupt_request_when
         self.reset_when = reset_when
         self.not_implemented_when = not_implemented_when
@@ -154,6 +159,10 @@ class FaultProxy:
             self.counts["denied"] += 1
             body = b"<Error><Code>InvalidAccessKeyId</Code><Message>The AWS Access Key Id you provided does not exist.</Message></Error>"
             return web.Response(status=403, body=body, content_type="application/xml")
+        if self.deny_when is not None and self.deny_when(request):
+            await request.read()
+            self.counts["denied"] += 1
+            return web.Response(status=403, body=ACCESS_DENIED, content_type="application/xml")
         if self.hold_when is not None and self.hold_when(request):
             await request.read()
             self.counts["held"] += 1

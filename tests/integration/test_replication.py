@@ -29,7 +29,16 @@ from tasks.replication_copy import CopySettings, copy_objects
 from tasks.replication_plan import DeleteGuardTripped
 from tasks.s3_listing import list_location
 from tests.fault_proxy import FaultProxy
-from tests.replication_helpers import list_keys, make_pair, md5, put_all, rclone_check, save_target, seeded_objects
+from tests.replication_helpers import (
+    list_keys,
+    make_pair,
+    md5,
+    put_all,
+    rclone_check,
+    save_target,
+    seeded_objects,
+    through_proxy,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -315,6 +324,36 @@ def test_excluded_prefixes_are_neither_copied_nor_deleted(platform: PlatformSett
     assert (status.pending_objects, status.pending_deletes) == (0, 0)
     with pytest.raises(ValueError, match=r"exclude_prefixes\[0\]"):
         params(pair, tmp_path, exclude_prefixes=["a/../.."])
+
+
+def test_a_destination_that_refuses_every_write_stops_the_run_and_deletes_nothing(platform: PlatformSettings,
+                                                                                  tmp_path: Path) -> None:
+    """Keys that may list and read the destination but not write it pass the preflight (HEAD bucket);
+    the run stops after ``abort_after_refusals`` refused objects instead of sending one refused PUT
+    per object, names the cause once, deletes nothing, and leaves everything pending for the next run."""
+    pair = make_pair(platform, "refused")
+    objects = seeded_objects(300, seed=41, sizes=(10, 2000))
+    put_all(pair.a, platform.region_a.bucket, pair.prefix, objects)
+    put_all(pair.b, platform.region_b.bucket, pair.prefix, {"stale.bin": b"the source no longer has this"})
+    proxy = FaultProxy(platform.url(platform.region_b.s3_port), deny_when=lambda r: r.method in {"PUT", "POST"}).start()
+    try:
+        refused = through_proxy(pair, "destination", proxy)
+        with pytest.raises(ReplicationIncomplete, match="stopped: .*AccessDenied") as info:
+            replicate(params(pair, tmp_path, destinations=[refused], abort_after_refusals=10, concurrency=4,
+                             batch_objects=100, max_delete_fraction=1))
+        d = info.value.report.destinations[0]
+        assert d.aborted is not None and "PutObject: AccessDenied" in d.aborted
+        assert 10 <= d.failed_objects < 10 + 4, "the refusal that trips it, and what other workers had started"
+        assert proxy.counts["denied"] == d.failed_objects, "one refused request per object tried: no retries"
+        assert (d.copied_objects, d.not_attempted_objects) == (0, 300 - d.failed_objects)
+        assert (d.pending_objects, d.pending_bytes) == (300, sum(len(v) for v in objects.values()))
+        assert d.deleted_objects == 0 and d.deletes_blocked is not None and "not attempted" in d.deletes_blocked
+    finally:
+        proxy.stop()
+    assert set(list_keys(pair.b, platform.region_b.bucket, pair.prefix)) == {"stale.bin"}
+    report = replicate(params(pair, tmp_path, max_delete_fraction=1))  # keys that may write: everything goes
+    assert (report.destinations[0].copied_objects, report.destinations[0].deleted_objects) == (300, 1)
+    assert_identical(pair, objects)
 
 
 def test_bad_input_is_refused_before_anything_is_copied(platform: PlatformSettings, tmp_path: Path) -> None:
