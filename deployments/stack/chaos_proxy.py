@@ -21,7 +21,7 @@ from typing import Literal
 
 import aiohttp
 from aiohttp import web
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
 CONTROL_PATH = "/_llmr/fault"
 UNREACHABLE_PAUSE_S = 0.05
@@ -42,6 +42,9 @@ class ProxyFault(BaseModel):
     latency_ms: float = Field(default=0.0, ge=0, le=600_000, description="Delay added by a `slow` fault.")
     fraction: float = Field(default=1.0, gt=0, le=1, description="Share of requests the fault hits.")
     expires_at: float = Field(description="Unix time the fault ends by itself (the lease).")
+    # The lease as a monotonic deadline, fixed on arrival: a step of the wall clock afterwards (this
+    # VM's clock is stepped after a pause) must neither end a fault early nor keep it past its lease.
+    _ends: float = PrivateAttr(default=0.0)
 
     @model_validator(mode="after")
     def _bounded_lease(self) -> ProxyFault:
@@ -50,10 +53,11 @@ class ProxyFault(BaseModel):
             raise ValueError("expires_at is in the past: a fault must end in the future")
         if remaining > MAX_LEASE_S:
             raise ValueError(f"expires_at is {remaining:.0f} s away; a lease is at most {MAX_LEASE_S:.0f} s")
+        self._ends = time.monotonic() + remaining
         return self
 
-    def active(self, now: float | None = None) -> bool:
-        return (now or time.time()) < self.expires_at
+    def active(self) -> bool:
+        return time.monotonic() < self._ends
 
 
 class ChaosProxy:

@@ -154,6 +154,20 @@ def test_fault_model_validation() -> None:
     assert ProxyFault(kind="slow", latency_ms=5, expires_at=time.time() + 5).active()
 
 
+def test_a_lease_runs_on_the_monotonic_clock_once_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wall clock stepping an hour either way after a fault was set changes nothing; the lease
+    ends when its seconds have passed."""
+    fault = ProxyFault(kind="error", expires_at=time.time() + 60)
+    wall, mono = time.time(), time.monotonic()
+    monkeypatch.setattr(time, "time", lambda: wall + 3600)
+    assert fault.active()
+    monkeypatch.setattr(time, "time", lambda: wall - 3600)
+    monkeypatch.setattr(time, "monotonic", lambda: mono + 59)
+    assert fault.active()
+    monkeypatch.setattr(time, "monotonic", lambda: mono + 61)
+    assert not fault.active()
+
+
 def test_a_request_its_client_abandons_is_abandoned_upstream_too() -> None:
     """The gateway gives up on a hung server's request; the server must see that client go, or it
     generates the abandoned answer when it resumes (llama-cpp-python checks before generating)."""
