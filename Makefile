@@ -52,13 +52,14 @@ deploy: stack-up
 demo: deploy
 	$(PY) -m deployments.demo
 
-# The whole suite on SQLite, then the integration tier again with the Prefect server on PostgreSQL.
+# The whole suite on SQLite, then the integration tier again with the Prefect server on PostgreSQL;
+# each pass lists its 15 slowest tests, to watch the 45-minute budget.
 test: test-system-deps $(STAMP)
-	$(PY) -m pytest -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -ra --durations=15 $(PYTEST_ARGS)
 	# The integration tier again with the server on PostgreSQL. Drills exercise the gateway and the
 	# regions, and the replication copy tests the two stores, not the server's database, so they run
 	# once (above); test_replication_sync_and_events keeps replication's runs and events on PostgreSQL.
-	LLMR_TEST_DATABASE=postgresql $(PY) -m pytest -ra tests/integration \
+	LLMR_TEST_DATABASE=postgresql $(PY) -m pytest -ra --durations=15 tests/integration \
 		--deselect tests/integration/test_failover_drills.py --deselect tests/integration/test_regional_failover.py \
 		--deselect tests/integration/test_replication.py --deselect tests/integration/test_replication_single_read.py \
 		--deselect tests/integration/test_replication_source_parts.py $(PYTEST_ARGS)
