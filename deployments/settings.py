@@ -71,6 +71,9 @@ class PlatformSettings(BaseSettings):
     # Scheduled runs more than this late when the first worker starts were missed while the
     # platform was down: they are cancelled, not all run at once (see stack/missed_runs.py).
     missed_run_grace_s: float = Field(default=600, ge=0)
+    # How long the Prefect server's SQLite connections wait for a lock (Prefect's own is 60 s, and
+    # a wait that long can freeze the whole API: see stack/prefect_server.py). Ignored on PostgreSQL.
+    sqlite_busy_timeout_s: float = Field(default=10.0, ge=0.001, le=600)
     # Flow runs emit a heartbeat every flow_heartbeat_s (Prefect's minimum is 30); the automation
     # "crash zombie flow runs" marks a Running run Crashed after zombie_after_s without one.
     flow_heartbeat_s: int = Field(default=30, ge=30)

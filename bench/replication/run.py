@@ -81,7 +81,8 @@ def start_prefect_server(port: int, home: Path, log: Path) -> subprocess.Popen:
     the API; with ephemeral mode it would also import the whole server into the measured process)."""
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"})
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "deployments.stack.prefect_server", "server", "start",
+                             "--host", "127.0.0.1", "--port", str(port)],
                             env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/api/health"
     deadline = time.monotonic() + 180

@@ -68,7 +68,11 @@ def build_components(settings: PlatformSettings) -> list[Component]:
     comps.append(
         Component(
             name="prefect-server",
-            argv=[_venv_bin("prefect"), "server", "start", "--host", host, "--port", str(settings.prefect_port)],
+            argv=[
+                sys.executable, "-m", "deployments.stack.prefect_server",
+                "--sqlite-busy-timeout-ms", str(round(settings.sqlite_busy_timeout_s * 1000)),
+                "server", "start", "--host", host, "--port", str(settings.prefect_port),
+            ],
             url=settings.prefect_ui_url,
             ports=(settings.prefect_port,),
             ready=lambda: http_ok(f"{settings.prefect_api_url}/health"),
