@@ -1,4 +1,5 @@
-"""Runs ``prefect server start`` with a bounded SQLite busy timeout.
+"""Runs ``prefect server start`` with two SQLite lock fixes: a bounded busy timeout, and
+automation triggers that take the write lock before they read.
 
     python -m deployments.stack.prefect_server --sqlite-busy-timeout-ms 10000 server start --host 127.0.0.1
 
@@ -13,7 +14,8 @@ anyway. A legitimate wait this long would need a write transaction held for seco
 loop, which a single server process does not do.
 
 In the foreground with one worker, ``prefect server start`` runs uvicorn and the services in this
-very process, so patching the configuration class here reaches every connection the server opens.
+very process, so patching Prefect's classes here reaches every connection the server opens. Both
+patches are written against Prefect 3.8.8 (pinned) and tested in tests/unit/test_prefect_server_start.py.
 PostgreSQL servers are untouched.
 """
 
@@ -21,7 +23,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 DEFAULT_BUSY_TIMEOUT_MS = 10_000
@@ -46,6 +49,30 @@ def bound_sqlite_busy_timeout(timeout_ms: int) -> None:
     AioSqliteConfiguration.setup_sqlite = setup_sqlite  # type: ignore[method-assign]
 
 
+def immediate_trigger_transactions() -> None:
+    """Open the triggers service's write transactions as ``BEGIN IMMEDIATE`` on SQLite.
+
+    Prefect opens them DEFERRED: each reads the automation's bucket, then inserts into
+    ``automation_bucket``. SQLite cannot upgrade a read transaction to a write one while another
+    connection writes, and fails such an upgrade at once ("database is locked") instead of waiting.
+    The service retries a message four times, then drops it to its dead-letter queue, so the
+    zombie-flow automation lost heartbeats (82 of 96 lock errors in one test session's server log).
+    IMMEDIATE takes the write lock first and waits for it like any other writer. The service's
+    other sessions run statement by statement, and each statement already waits. On PostgreSQL the
+    flag means nothing (Prefect ignores it there).
+    """
+    from prefect.server.database import provide_database_interface
+    from prefect.server.events import triggers
+
+    @asynccontextmanager
+    async def automations_session(begin_transaction: bool = False) -> AsyncGenerator[Any, None]:
+        db = provide_database_interface()
+        async with db.session_context(begin_transaction=begin_transaction, with_for_update=begin_transaction) as session:
+            yield session
+
+    triggers.automations_session = automations_session  # type: ignore[assignment]
+
+
 def parse_args(argv: Sequence[str]) -> tuple[int, list[str]]:
     """Our option, then Prefect's command line untouched."""
     parser = argparse.ArgumentParser(prog="python -m deployments.stack.prefect_server", add_help=True)
@@ -62,8 +89,10 @@ def parse_args(argv: Sequence[str]) -> tuple[int, list[str]]:
 def main(argv: Sequence[str] | None = None) -> None:
     timeout_ms, prefect_argv = parse_args(sys.argv[1:] if argv is None else argv)
     bound_sqlite_busy_timeout(timeout_ms)
+    immediate_trigger_transactions()
     print(f"llm-resilience: SQLite connections of this server wait at most {timeout_ms} ms for a lock "
-          "(Prefect's own: 60000 ms; no effect on PostgreSQL)", file=sys.stderr, flush=True)
+          "(Prefect's own: 60000 ms), and automation triggers take the write lock before they read "
+          "(no effect on PostgreSQL)", file=sys.stderr, flush=True)
     from prefect.cli import app
 
     sys.argv = ["prefect", *prefect_argv]

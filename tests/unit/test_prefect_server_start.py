@@ -8,19 +8,29 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from prefect.server.database.configurations import AioSqliteConfiguration
 
 from deployments.settings import PlatformSettings
 from deployments.stack.components import build_components
 import prefect.cli
 
-from deployments.stack.prefect_server import DEFAULT_BUSY_TIMEOUT_MS, bound_sqlite_busy_timeout, main, parse_args
+from deployments.stack.prefect_server import (
+    DEFAULT_BUSY_TIMEOUT_MS,
+    bound_sqlite_busy_timeout,
+    immediate_trigger_transactions,
+    main,
+    parse_args,
+)
 
 
 @pytest.fixture
 def restore_prefect_setup(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever the test patches, Prefect's own setup comes back afterwards."""
+    """Whatever the test patches, Prefect's own code comes back afterwards."""
+    from prefect.server.events import triggers
+
     monkeypatch.setattr(AioSqliteConfiguration, "setup_sqlite", AioSqliteConfiguration.setup_sqlite)
+    monkeypatch.setattr(triggers, "automations_session", triggers.automations_session)
 
 
 def _pragmas(db: Path) -> tuple[int, str]:
@@ -115,11 +125,15 @@ def test_the_platform_starts_its_server_with_the_configured_bound(tmp_path: Path
 def test_main_bounds_the_timeout_before_prefects_cli_runs(
     tmp_path: Path, restore_prefect_setup: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from prefect.server.events import triggers
+
+    prefects_session = triggers.automations_session
     seen: dict[str, object] = {}
 
     def prefect_cli() -> int:  # stands in for Prefect's CLI, which would start a server
         seen["argv"] = list(sys.argv)
         seen["busy"] = _pragmas(tmp_path / "cli.db")[0]
+        seen["triggers patched"] = triggers.automations_session is not prefects_session
         return 0
 
     monkeypatch.setattr(prefect.cli, "app", prefect_cli)
@@ -127,4 +141,54 @@ def test_main_bounds_the_timeout_before_prefects_cli_runs(
     with pytest.raises(SystemExit) as exit_info:
         main(["--sqlite-busy-timeout-ms", "4321", "server", "start", "--port", "4999"])
     assert exit_info.value.code == 0
-    assert seen == {"argv": ["prefect", "server", "start", "--port", "4999"], "busy": 4321}
+    assert seen == {"argv": ["prefect", "server", "start", "--port", "4999"], "busy": 4321, "triggers patched": True}
+
+
+@pytest.fixture
+def sqlite_server_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Prefect's database interface on a fresh SQLite file; Prefect's triggers module restored after."""
+    from prefect.server.database import dependencies
+    from prefect.server.events import triggers
+
+    db = tmp_path / "server.db"
+    monkeypatch.setattr(triggers, "automations_session", triggers.automations_session)
+    monkeypatch.setattr(dependencies, "MODELS_DEPENDENCIES", {
+        "database_config": AioSqliteConfiguration(connection_url=f"sqlite+aiosqlite:///{db}"),
+        "query_components": None, "orm": None, "interface_class": None,
+    })
+    return db
+
+
+def _other_writer_is_locked_out(db: Path) -> bool:
+    """While the triggers service's write transaction is open, can another connection start writing?"""
+    from prefect.server.database import provide_database_interface
+    from prefect.server.events import triggers
+
+    async def probe() -> bool:
+        try:
+            async with triggers.automations_session(begin_transaction=True) as session:
+                await session.execute(sa.text("SELECT 1"))  # the first statement sends the BEGIN
+                other = sqlite3.connect(db, timeout=0, isolation_level=None)
+                try:
+                    other.execute("BEGIN IMMEDIATE")
+                    other.execute("ROLLBACK")
+                    return False
+                except sqlite3.OperationalError as exc:
+                    assert "database is locked" in str(exc)
+                    return True
+                finally:
+                    other.close()
+        finally:
+            await (await provide_database_interface().engine()).dispose()
+
+    return asyncio.run(probe())
+
+
+def test_prefects_trigger_transactions_are_deferred(sqlite_server_database: Path) -> None:
+    """The behaviour the patch changes: a read-then-write transaction that holds no write lock."""
+    assert not _other_writer_is_locked_out(sqlite_server_database)
+
+
+def test_trigger_transactions_take_the_write_lock_first(sqlite_server_database: Path) -> None:
+    immediate_trigger_transactions()
+    assert _other_writer_is_locked_out(sqlite_server_database)
