@@ -21,6 +21,7 @@ from deployments.automations import CRASH_ZOMBIES
 from deployments.settings import PROJECT_ROOT, PlatformSettings
 from deployments.stack.components import worker_component
 from deployments.stack.launcher import Launcher
+from tests.server_events import wait_for_events
 
 pytestmark = pytest.mark.integration
 WORKERS = 3
@@ -103,6 +104,7 @@ def test_killed_worker_leaves_a_crashed_run_whose_retry_completes_on_another_wor
     launcher, deployment_id = scale_pool
     with get_client(sync_client=True) as client:
         assert client.read_automations_by_name(CRASH_ZOMBIES)  # declared by `make deploy` (the deployed fixture)
+    started = time.time()
     run_id = str(run_deployment(deployment_id, parameters={"marker_dir": str(tmp_path), "hold_first_s": 900}, timeout=0).id)
     deadline = time.monotonic() + 120
     while not _executions(tmp_path, run_id) and time.monotonic() < deadline:
@@ -111,7 +113,12 @@ def test_killed_worker_leaves_a_crashed_run_whose_retry_completes_on_another_wor
     pids = _worker_pids(launcher)
     victim = _which_worker(first, pids)
     worker = psutil.Process(next(p for p, n in pids.items() if n == victim))
-    time.sleep(deployed.flow_heartbeat_s + 5)  # at least one heartbeat was sent: the automation watches this run
+    # The run's first heartbeat (sent as it starts) opens the automation's watch; killing right after
+    # it, not a heartbeat interval later, makes the wait for Crashed one zombie_after_s, not more.
+    beats = wait_for_events(deployed, event="prefect.flow-run.heartbeat", resource_id=f"prefect.flow-run.{run_id}",
+                            since=started - 5, timeout_s=deployed.flow_heartbeat_s + 30)
+    assert beats, "the run sent no heartbeat"
+    time.sleep(2)  # the automation's consumer sees the heartbeat about when the event store does
     doomed = [*worker.children(recursive=True), worker]
     assert first["pid"] in {p.pid for p in doomed}
     for proc in doomed:  # the host is lost: worker and flow-run process at once
