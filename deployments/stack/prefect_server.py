@@ -74,8 +74,9 @@ def immediate_trigger_transactions() -> None:
 
 
 def parse_args(argv: Sequence[str]) -> tuple[int, list[str]]:
-    """Our option, then Prefect's command line untouched."""
-    parser = argparse.ArgumentParser(prog="python -m deployments.stack.prefect_server", add_help=True)
+    """Our option, then Prefect's command line untouched (``--help`` included: it is Prefect's)."""
+    parser = argparse.ArgumentParser(prog="python -m deployments.stack.prefect_server", add_help=False,
+                                     allow_abbrev=False)
     parser.add_argument("--sqlite-busy-timeout-ms", type=int, default=DEFAULT_BUSY_TIMEOUT_MS,
                         help=f"how long a server connection waits for an SQLite lock (default {DEFAULT_BUSY_TIMEOUT_MS})")
     ours, prefect_argv = parser.parse_known_args(list(argv))

@@ -100,6 +100,8 @@ def test_arguments_split_into_ours_and_prefects() -> None:
     assert parse_args(["--sqlite-busy-timeout-ms", "2500", "server", "start", "--port", "4200"]) == (
         2500, ["server", "start", "--port", "4200"])
     assert parse_args(["server", "start"]) == (DEFAULT_BUSY_TIMEOUT_MS, ["server", "start"])
+    assert parse_args(["server", "start", "--help"]) == (DEFAULT_BUSY_TIMEOUT_MS, ["server", "start", "--help"])
+    assert parse_args(["server", "start", "--sqlite", "x"])[1] == ["server", "start", "--sqlite", "x"]  # no abbreviations
 
 
 @pytest.mark.parametrize("argv, message", [
