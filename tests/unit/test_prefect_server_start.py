@@ -1,4 +1,5 @@
-"""The platform's Prefect server bounds SQLite lock waits (see deployments/stack/prefect_server.py)."""
+"""The platform's Prefect server bounds SQLite lock waits and opens trigger transactions IMMEDIATE
+(see deployments/stack/prefect_server.py)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,13 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import prefect.cli
 import pytest
 import sqlalchemy as sa
 from prefect.server.database.configurations import AioSqliteConfiguration
 
 from deployments.settings import PlatformSettings
 from deployments.stack.components import build_components
-import prefect.cli
-
 from deployments.stack.prefect_server import (
     DEFAULT_BUSY_TIMEOUT_MS,
     bound_sqlite_busy_timeout,
@@ -52,7 +52,7 @@ async def _read_pragmas(db: Path) -> tuple[int, str]:
 def test_server_connections_get_the_bound_and_keep_prefects_other_pragmas(
     tmp_path: Path, restore_prefect_setup: None
 ) -> None:
-    assert (_pragmas(tmp_path / "before.db"))[0] == 60_000  # Prefect's own, the one we bound
+    assert _pragmas(tmp_path / "before.db")[0] == 60_000  # Prefect's own, the one we bound
     bound_sqlite_busy_timeout(7_000)
     busy, journal = _pragmas(tmp_path / "after.db")
     assert busy == 7_000
@@ -62,7 +62,7 @@ def test_server_connections_get_the_bound_and_keep_prefects_other_pragmas(
 def test_a_second_bound_replaces_the_first(tmp_path: Path, restore_prefect_setup: None) -> None:
     bound_sqlite_busy_timeout(7_000)
     bound_sqlite_busy_timeout(3_000)
-    assert (_pragmas(tmp_path / "x.db"))[0] == 3_000
+    assert _pragmas(tmp_path / "x.db")[0] == 3_000
 
 
 def test_a_write_on_a_locked_database_gives_up_with_database_is_locked(tmp_path: Path, restore_prefect_setup: None) -> None:
@@ -147,13 +147,11 @@ def test_main_bounds_the_timeout_before_prefects_cli_runs(
 
 
 @pytest.fixture
-def sqlite_server_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Prefect's database interface on a fresh SQLite file; Prefect's triggers module restored after."""
+def sqlite_server_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_prefect_setup: None) -> Path:
+    """Prefect's database interface on a fresh SQLite file (Prefect's own code restored after)."""
     from prefect.server.database import dependencies
-    from prefect.server.events import triggers
 
     db = tmp_path / "server.db"
-    monkeypatch.setattr(triggers, "automations_session", triggers.automations_session)
     monkeypatch.setattr(dependencies, "MODELS_DEPENDENCIES", {
         "database_config": AioSqliteConfiguration(connection_url=f"sqlite+aiosqlite:///{db}"),
         "query_components": None, "orm": None, "interface_class": None,
